@@ -1,0 +1,16 @@
+// Package keystore holds Keygate's key model and everything needed to
+// issue and check a key without a web server: the key format (generate,
+// parse, checksum), peppered hashing, the Store interface and its
+// PostgreSQL and embedded SQLite implementations with their migrations.
+//
+// A key travels as one string:
+//
+//	<prefix>_<id>_<secret><checksum>
+//
+// The prefix (default "kg") tells people and secret scanners what the
+// string is; the id is public and names the key in logs, headers and the
+// CLI; the secret carries 256 bits from crypto/rand; the checksum (CRC32)
+// lets Parse reject typos and random strings without touching a store.
+// Only the HMAC-SHA-256 of the whole string under a server-side pepper is
+// ever stored, so a database dump lets nobody use or forge a key.
+package keystore

@@ -1,0 +1,47 @@
+package keystore
+
+import (
+	"hash/crc32"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary strings to the parser. Whatever it accepts must
+// have the exact documented shape and a correct checksum; it must never
+// panic.
+func FuzzParse(f *testing.F) {
+	format := mustFormat(f, "kg")
+	for i := 0; i < 4; i++ {
+		key, _, _ := format.Generate()
+		f.Add(key)
+		f.Add(key[:len(key)-1] + "x")
+	}
+	f.Add("")
+	f.Add("kg_")
+	f.Add("kg_____________________________________________________________")
+	f.Add("Bearer kg_abc")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := format.Parse(s)
+		if err != nil {
+			if p != (ParsedKey{}) {
+				t.Fatalf("Parse returned a key along with error %v", err)
+			}
+			return
+		}
+		if len(s) != format.KeyLen() || s[:3] != "kg_" || s[3+IDLen] != '_' {
+			t.Fatalf("Parse accepted %q of the wrong shape", s)
+		}
+		for i := 3; i < len(s); i++ {
+			if i != 3+IDLen && !isBase62(s[i]) {
+				t.Fatalf("Parse accepted %q with a bad character", s)
+			}
+		}
+		var want [checksumLen]byte
+		encodeChecksum(want[:], crc32.ChecksumIEEE([]byte(s[:len(s)-checksumLen])))
+		if string(want[:]) != s[len(s)-checksumLen:] {
+			t.Fatalf("Parse accepted %q with a wrong checksum", s)
+		}
+		if p.ID != s[3:3+IDLen] || !ValidID(p.ID) {
+			t.Fatalf("Parse returned id %q for %q", p.ID, s)
+		}
+	})
+}

@@ -1,0 +1,276 @@
+package keystore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgStore is the PostgreSQL Store, shared by every gateway instance of a
+// deployment. It connects lazily (see Open) and migrates on first use.
+type pgStore struct {
+	pool *pgxpool.Pool
+	opts Options
+	init *readiness
+}
+
+// migrationLockID is the advisory lock that serialises migrations when
+// several instances start at once ("keygate" in ASCII).
+const migrationLockID int64 = 0x6b657967617465
+
+func openPostgres(ctx context.Context, dsn string, opts Options) (*pgStore, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parsing PostgreSQL DSN %s: %w", RedactDSN(dsn), err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		// Lets operators (and the fault tests) find gateway sessions in
+		// pg_stat_activity.
+		cfg.ConnConfig.RuntimeParams["application_name"] = "keygate"
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = int32(opts.MaxConns)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating PostgreSQL pool: %w", err)
+	}
+	s := &pgStore{pool: pool, opts: opts}
+	s.init = newReadiness(s.setup)
+	if err := s.init.ensure(ctx); err != nil && pgPermanent(err) {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// pgPermanent tells errors that retrying cannot fix from outages.
+func pgPermanent(err error) bool {
+	if errors.Is(err, ErrPepperMismatch) || errors.Is(err, ErrSchemaTooNew) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "28"): // invalid authorization
+			return true
+		case pgErr.Code == "3D000", pgErr.Code == "3F000": // no such database / schema
+			return true
+		case pgErr.Code == "42501": // insufficient privilege
+			return true
+		}
+	}
+	return false
+}
+
+func (s *pgStore) setup(ctx context.Context) error {
+	if _, err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	if s.opts.PepperCheck != (Digest{}) {
+		return s.checkPepper(ctx, s.opts.PepperCheck)
+	}
+	return nil
+}
+
+func (s *pgStore) Migrate(ctx context.Context) (applied []int, err error) {
+	all, err := loadMigrations("postgres")
+	if err != nil {
+		return nil, err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS keygate_schema_migrations (
+			version    integer     PRIMARY KEY,
+			name       text        NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return err
+		}
+		var current int
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&current); err != nil {
+			return err
+		}
+		todo, err := pending(all, current)
+		if err != nil {
+			return err
+		}
+		for _, m := range todo {
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO keygate_schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+				return err
+			}
+			applied = append(applied, m.version)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("migrating PostgreSQL key store: %w", err)
+	}
+	return applied, nil
+}
+
+func (s *pgStore) SchemaVersion(ctx context.Context) (int, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return 0, err
+	}
+	var v int
+	err := s.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&v)
+	return v, err
+}
+
+func (s *pgStore) checkPepper(ctx context.Context, check Digest) error {
+	if _, err := s.pool.Exec(ctx,
+		"INSERT INTO keygate_meta (name, value) VALUES ('pepper_check', $1) ON CONFLICT (name) DO NOTHING", check[:]); err != nil {
+		return fmt.Errorf("recording pepper check: %w", err)
+	}
+	var stored []byte
+	if err := s.pool.QueryRow(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
+		return fmt.Errorf("reading pepper check: %w", err)
+	}
+	if !check.Equal(Digest(stored)) {
+		return ErrPepperMismatch
+	}
+	return nil
+}
+
+const pgKeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at"
+
+func scanPGKey(row pgx.Row) (*Key, error) {
+	var (
+		k       Key
+		digest  []byte
+		exp     *time.Time
+		revoked *time.Time
+	)
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if len(digest) != DigestLen {
+		return nil, fmt.Errorf("key %s has a corrupt digest", k.ID)
+	}
+	k.Digest = Digest(digest)
+	k.CreatedAt = k.CreatedAt.UTC()
+	if exp != nil {
+		k.ExpiresAt = exp.UTC()
+	}
+	if revoked != nil {
+		k.RevokedAt = revoked.UTC()
+	}
+	normalize(&k)
+	return &k, nil
+}
+
+func (s *pgStore) Insert(ctx context.Context, k *Key) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, "INSERT INTO keygate_keys ("+pgKeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		k.ID, k.Digest[:], k.Name, k.Owner, nonNilScopes(k.Scopes), nonNilMetadata(k.Metadata), k.Hint,
+		k.CreatedAt, nullTime(k.ExpiresAt), nullTime(k.RevokedAt))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("inserting key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+func (s *pgStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	k, err := scanPGKey(s.pool.QueryRow(ctx, "SELECT "+pgKeyColumns+" FROM keygate_keys WHERE digest = $1", d[:]))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("looking up key: %w", err)
+	}
+	return k, err
+}
+
+func (s *pgStore) Get(ctx context.Context, id string) (*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	k, err := scanPGKey(s.pool.QueryRow(ctx, "SELECT "+pgKeyColumns+" FROM keygate_keys WHERE id = $1", id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("reading key %s: %w", id, err)
+	}
+	return k, err
+}
+
+func (s *pgStore) List(ctx context.Context, f ListFilter) ([]*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	q := "SELECT " + pgKeyColumns + " FROM keygate_keys WHERE ($1 = '' OR owner = $1)"
+	args := []any{f.Owner}
+	if !f.IncludeInactive {
+		q += " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+		args = append(args, listNow(f))
+	}
+	q += " ORDER BY created_at, id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	defer rows.Close()
+	var out []*Key
+	for rows.Next() {
+		k, err := scanPGKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	return out, nil
+}
+
+func (s *pgStore) Revoke(ctx context.Context, id string, at time.Time) (*Key, bool, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, false, err
+	}
+	k, err := scanPGKey(s.pool.QueryRow(ctx,
+		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING "+pgKeyColumns, id, at.UTC()))
+	if err == nil {
+		return k, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("revoking key %s: %w", id, err)
+	}
+	// Either there is no such key or it was revoked before.
+	k, err = s.Get(ctx, id)
+	return k, false, err
+}
+
+func (s *pgStore) Close() { s.pool.Close() }
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,52 @@
+package keystore
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// readiness runs a store's one-time setup (migrations, pepper check) on
+// first use and again after a failure, without piling up attempts: while
+// one attempt runs, others wait for it (or for their own deadline), and
+// after a failure a new attempt is made at most once per retryEvery; in
+// between, callers get the last error at once.
+type readiness struct {
+	setup func(context.Context) error
+
+	ready   atomic.Bool
+	lock    chan struct{} // a mutex that callers can stop waiting for
+	lastErr error
+	lastTry time.Time
+}
+
+const retryEvery = 500 * time.Millisecond
+
+func newReadiness(setup func(context.Context) error) *readiness {
+	return &readiness{setup: setup, lock: make(chan struct{}, 1)}
+}
+
+func (r *readiness) ensure(ctx context.Context) error {
+	if r.ready.Load() {
+		return nil
+	}
+	select {
+	case r.lock <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the key store to become ready: %w", ctx.Err())
+	}
+	defer func() { <-r.lock }()
+	if r.ready.Load() {
+		return nil
+	}
+	if r.lastErr != nil && time.Since(r.lastTry) < retryEvery {
+		return r.lastErr
+	}
+	r.lastTry = time.Now()
+	r.lastErr = r.setup(ctx)
+	if r.lastErr == nil {
+		r.ready.Store(true)
+	}
+	return r.lastErr
+}

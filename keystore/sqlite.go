@@ -1,0 +1,285 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteStore is the embedded Store: one file, for a single machine. The
+// gateway and the CLI may use the file at the same time; WAL mode lets
+// readers proceed during a write and busy_timeout makes writers queue.
+type sqliteStore struct {
+	db   *sql.DB
+	path string
+	opts Options
+	init *readiness
+}
+
+func openSQLite(ctx context.Context, path string, opts Options) (*sqliteStore, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: DSN has no file path (use sqlite:/path/to/keys.db)")
+	}
+	if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite path %q must be a plain file path without '?', '#' or 'file:'", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory for key store: %w", err)
+	}
+	// Create the file ourselves so that it is private from the start;
+	// SQLite gives its -wal and -shm files the same mode.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("opening key store %s: %w", path, err)
+	} else {
+		f.Close()
+	}
+	dsn := path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening key store %s: %w", path, err)
+	}
+	maxConns := opts.MaxConns
+	if maxConns <= 0 {
+		maxConns = 8
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	s := &sqliteStore{db: db, path: path, opts: opts}
+	s.init = newReadiness(s.setup)
+	// A local file has no outage to wait out: every error here is one
+	// the operator must fix (permissions, a corrupt file, wrong pepper).
+	if err := s.init.ensure(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("key store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *sqliteStore) setup(ctx context.Context) error {
+	if _, err := s.Migrate(ctx); err != nil {
+		return err
+	}
+	if s.opts.PepperCheck != (Digest{}) {
+		return s.checkPepper(ctx, s.opts.PepperCheck)
+	}
+	return nil
+}
+
+func (s *sqliteStore) Migrate(ctx context.Context) (applied []int, err error) {
+	all, err := loadMigrations("sqlite")
+	if err != nil {
+		return nil, err
+	}
+	// _txlock=immediate: the transaction takes the write lock at BEGIN, so
+	// two processes migrating at once run one after the other.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("migrating SQLite key store: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS keygate_schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at INTEGER NOT NULL)`); err != nil {
+		return nil, fmt.Errorf("migrating SQLite key store: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&current); err != nil {
+		return nil, fmt.Errorf("migrating SQLite key store: %w", err)
+	}
+	todo, err := pending(all, current)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range todo {
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return nil, fmt.Errorf("migrating SQLite key store: migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+			m.version, m.name, now().UnixMicro()); err != nil {
+			return nil, fmt.Errorf("migrating SQLite key store: %w", err)
+		}
+		applied = append(applied, m.version)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("migrating SQLite key store: %w", err)
+	}
+	return applied, nil
+}
+
+func (s *sqliteStore) SchemaVersion(ctx context.Context) (int, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return 0, err
+	}
+	var v int
+	err := s.db.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&v)
+	return v, err
+}
+
+func (s *sqliteStore) checkPepper(ctx context.Context, check Digest) error {
+	if _, err := s.db.ExecContext(ctx,
+		"INSERT INTO keygate_meta (name, value) VALUES ('pepper_check', ?) ON CONFLICT (name) DO NOTHING", check[:]); err != nil {
+		return fmt.Errorf("recording pepper check: %w", err)
+	}
+	var stored []byte
+	if err := s.db.QueryRowContext(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
+		return fmt.Errorf("reading pepper check: %w", err)
+	}
+	if len(stored) != DigestLen || !check.Equal(Digest(stored)) {
+		return ErrPepperMismatch
+	}
+	return nil
+}
+
+const sqliteKeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanSQLiteKey(row scanner) (*Key, error) {
+	var (
+		k                Key
+		digest           []byte
+		scopes, metadata string
+		created          int64
+		expires, revoked sql.NullInt64
+	)
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	if len(digest) != DigestLen {
+		return nil, fmt.Errorf("key %s has a corrupt digest", k.ID)
+	}
+	k.Digest = Digest(digest)
+	if err := json.Unmarshal([]byte(scopes), &k.Scopes); err != nil {
+		return nil, fmt.Errorf("key %s has corrupt scopes: %w", k.ID, err)
+	}
+	if err := json.Unmarshal([]byte(metadata), &k.Metadata); err != nil {
+		return nil, fmt.Errorf("key %s has corrupt metadata: %w", k.ID, err)
+	}
+	k.CreatedAt = time.UnixMicro(created).UTC()
+	if expires.Valid {
+		k.ExpiresAt = time.UnixMicro(expires.Int64).UTC()
+	}
+	if revoked.Valid {
+		k.RevokedAt = time.UnixMicro(revoked.Int64).UTC()
+	}
+	normalize(&k)
+	return &k, nil
+}
+
+func micros(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
+}
+
+func (s *sqliteStore) Insert(ctx context.Context, k *Key) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	scopes, err := json.Marshal(nonNilScopes(k.Scopes))
+	if err != nil {
+		return err
+	}
+	metadata, err := json.Marshal(nonNilMetadata(k.Metadata))
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, "INSERT INTO keygate_keys ("+sqliteKeyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		k.ID, k.Digest[:], k.Name, k.Owner, string(scopes), string(metadata), k.Hint,
+		k.CreatedAt.UnixMicro(), micros(k.ExpiresAt), micros(k.RevokedAt))
+	var sqlErr *sqlite.Error
+	if errors.As(err, &sqlErr) && (sqlErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqlErr.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("inserting key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	k, err := scanSQLiteKey(s.db.QueryRowContext(ctx, "SELECT "+sqliteKeyColumns+" FROM keygate_keys WHERE digest = ?", d[:]))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("looking up key: %w", err)
+	}
+	return k, err
+}
+
+func (s *sqliteStore) Get(ctx context.Context, id string) (*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	k, err := scanSQLiteKey(s.db.QueryRowContext(ctx, "SELECT "+sqliteKeyColumns+" FROM keygate_keys WHERE id = ?", id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("reading key %s: %w", id, err)
+	}
+	return k, err
+}
+
+func (s *sqliteStore) List(ctx context.Context, f ListFilter) ([]*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	q := "SELECT " + sqliteKeyColumns + " FROM keygate_keys WHERE (?1 = '' OR owner = ?1)"
+	args := []any{f.Owner}
+	if !f.IncludeInactive {
+		q += " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)"
+		args = append(args, listNow(f).UnixMicro())
+	}
+	q += " ORDER BY created_at, id"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	defer rows.Close()
+	var out []*Key
+	for rows.Next() {
+		k, err := scanSQLiteKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing keys: %w", err)
+	}
+	return out, nil
+}
+
+func (s *sqliteStore) Revoke(ctx context.Context, id string, at time.Time) (*Key, bool, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, false, err
+	}
+	k, err := scanSQLiteKey(s.db.QueryRowContext(ctx,
+		"UPDATE keygate_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING "+sqliteKeyColumns, at.UnixMicro(), id))
+	if err == nil {
+		return k, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("revoking key %s: %w", id, err)
+	}
+	k, err = s.Get(ctx, id)
+	return k, false, err
+}
+
+func (s *sqliteStore) Close() { s.db.Close() }

@@ -1,0 +1,451 @@
+package keystore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/internal/pgtest"
+)
+
+// storeKind is one Store implementation under the conformance suite: the
+// same tests run unchanged against every kind.
+type storeKind struct {
+	name string
+	// newDSN returns the DSN of a fresh, empty store.
+	newDSN func(t *testing.T) string
+	// dump returns everything the store holds, as text, for the
+	// "no key material at rest" check.
+	dump func(t *testing.T, dsn string) string
+}
+
+var storeKinds = []storeKind{
+	{
+		name:   "sqlite",
+		newDSN: func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "keys.db") },
+		dump: func(t *testing.T, dsn string) string {
+			// The raw file, WAL included: what a stolen disk would show.
+			var all []byte
+			for _, suffix := range []string{"", "-wal"} {
+				b, err := os.ReadFile(SQLitePath(dsn) + suffix)
+				if err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				all = append(all, b...)
+			}
+			return string(all)
+		},
+	},
+	{
+		name:   "postgres",
+		newDSN: func(t *testing.T) string { return pgtest.NewDatabase(t) },
+		dump: func(t *testing.T, dsn string) string {
+			out, err := exec.Command("pg_dump", "--data-only", dsn).CombinedOutput()
+			if err != nil {
+				t.Fatalf("pg_dump: %v\n%s", err, out)
+			}
+			return string(out)
+		},
+	},
+}
+
+func forEachStore(t *testing.T, test func(t *testing.T, k storeKind)) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, kind)
+		})
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openT(t *testing.T, dsn string, opts Options) Store {
+	t.Helper()
+	s, err := Open(ctxT(t), dsn, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func testHasher(t testing.TB) *Hasher {
+	h, err := NewHasher(testPepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestStoreIssueLookupGet(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		h := testHasher(t)
+		s := openT(t, kind.newDSN(t), Options{PepperCheck: h.PepperCheck()})
+		f := mustFormat(t, "kg")
+		exp := time.Now().Add(time.Hour)
+		key, rec, err := Issue(ctx, s, f, h, NewKeyParams{
+			Name:      "billing sync",
+			Owner:     "acme",
+			Scopes:    []string{"write:orders", "read:orders", "read:orders"},
+			Metadata:  map[string]string{"env": "prod", "ticket": "OPS-1"},
+			ExpiresAt: exp,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := f.Parse(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.ID != p.ID || rec.Hint != Hint(p) {
+			t.Fatalf("record id/hint %q/%q do not match the key", rec.ID, rec.Hint)
+		}
+		if !reflect.DeepEqual(rec.Scopes, []string{"read:orders", "write:orders"}) {
+			t.Fatalf("scopes not normalised: %v", rec.Scopes)
+		}
+		got, err := s.Lookup(ctx, h.Digest(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, rec) {
+			t.Fatalf("Lookup returned\n%+v\nwant\n%+v", got, rec)
+		}
+		byID, err := s.Get(ctx, rec.ID)
+		if err != nil || !reflect.DeepEqual(byID, rec) {
+			t.Fatalf("Get: %v\n%+v", err, byID)
+		}
+		if got.Status(time.Now()) != StatusActive || got.Status(exp.Add(time.Second)) != StatusExpired {
+			t.Fatal("status does not follow expiry")
+		}
+		if !got.HasScopes([]string{"read:orders"}) || got.HasScopes([]string{"admin"}) {
+			t.Fatal("HasScopes is wrong")
+		}
+	})
+}
+
+func TestStoreNotFoundAndDuplicate(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		h := testHasher(t)
+		s := openT(t, kind.newDSN(t), Options{})
+		if _, err := s.Lookup(ctx, Digest{1}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Lookup of unknown digest: %v", err)
+		}
+		if _, err := s.Get(ctx, "AAAAAAAAAAAA"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get of unknown id: %v", err)
+		}
+		if _, _, err := s.Revoke(ctx, "AAAAAAAAAAAA", time.Now()); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Revoke of unknown id: %v", err)
+		}
+		_, rec, err := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dupID := *rec
+		dupID.Digest = Digest{9}
+		if err := s.Insert(ctx, &dupID); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("Insert with a taken id: %v", err)
+		}
+		dupDigest := *rec
+		dupDigest.ID = "BBBBBBBBBBBB"
+		if err := s.Insert(ctx, &dupDigest); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("Insert with a taken digest: %v", err)
+		}
+	})
+}
+
+func TestStoreRevoke(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		h := testHasher(t)
+		s := openT(t, kind.newDSN(t), Options{})
+		_, rec, err := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().UTC().Truncate(time.Microsecond)
+		k, changed, err := s.Revoke(ctx, rec.ID, at)
+		if err != nil || !changed || !k.RevokedAt.Equal(at) || k.Status(time.Now()) != StatusRevoked {
+			t.Fatalf("Revoke: %v changed=%v %+v", err, changed, k)
+		}
+		k, changed, err = s.Revoke(ctx, rec.ID, at.Add(time.Hour))
+		if err != nil || changed || !k.RevokedAt.Equal(at) {
+			t.Fatalf("second Revoke: %v changed=%v revoked_at=%v", err, changed, k.RevokedAt)
+		}
+		got, err := s.Lookup(ctx, rec.Digest)
+		if err != nil || got.Status(time.Now()) != StatusRevoked {
+			t.Fatalf("Lookup after revoke: %v %+v", err, got)
+		}
+	})
+}
+
+func TestStoreList(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		h := testHasher(t)
+		s := openT(t, kind.newDSN(t), Options{})
+		f := mustFormat(t, "")
+		var ids []string
+		for i, owner := range []string{"acme", "globex", "acme", "acme"} {
+			_, rec, err := Issue(ctx, s, f, h, NewKeyParams{Name: fmt.Sprint("k", i), Owner: owner, ExpiresAt: time.Now().Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, rec.ID)
+		}
+		if _, _, err := s.Revoke(ctx, ids[2], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		idsOf := func(keys []*Key) []string {
+			var out []string
+			for _, k := range keys {
+				out = append(out, k.ID)
+			}
+			return out
+		}
+		check := func(f ListFilter, want ...string) {
+			t.Helper()
+			keys, err := s.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := idsOf(keys); !reflect.DeepEqual(got, want) {
+				t.Fatalf("List(%+v) = %v, want %v", f, got, want)
+			}
+		}
+		check(ListFilter{}, ids[0], ids[1], ids[3])
+		check(ListFilter{Owner: "acme"}, ids[0], ids[3])
+		check(ListFilter{Owner: "acme", IncludeInactive: true}, ids[0], ids[2], ids[3])
+		check(ListFilter{IncludeInactive: true, Limit: 2}, ids[0], ids[1])
+		check(ListFilter{Now: time.Now().Add(2 * time.Hour)})
+		check(ListFilter{Owner: "nobody"})
+	})
+}
+
+func TestStoreMigrations(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		dsn := kind.newDSN(t)
+		all, err := loadMigrations(map[string]string{"sqlite": "sqlite", "postgres": "postgres"}[kind.name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Several processes starting at once must not trip over each other.
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for i := 0; i < 4; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := Open(ctx, dsn, Options{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				s.Close()
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("concurrent Open: %v", err)
+		}
+		s := openT(t, dsn, Options{})
+		if v, err := s.SchemaVersion(ctx); err != nil || v != len(all) {
+			t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, len(all))
+		}
+		if applied, err := s.Migrate(ctx); err != nil || len(applied) != 0 {
+			t.Fatalf("second Migrate applied %v, %v", applied, err)
+		}
+		// A database migrated by a newer Keygate is refused, not used.
+		s.Close()
+		bumpSchema(t, kind.name, dsn, len(all)+1)
+		if _, err := Open(ctx, dsn, Options{}); !errors.Is(err, ErrSchemaTooNew) {
+			t.Fatalf("Open of a newer schema: %v", err)
+		}
+	})
+}
+
+func bumpSchema(t *testing.T, kind, dsn string, version int) {
+	ctx := ctxT(t)
+	q := fmt.Sprintf("INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (%d, 'future', 0)", version)
+	if kind == "postgres" {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, strings.Replace(q, ", 0)", ", now())", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	s, err := openSQLite(ctx, SQLitePath(dsn), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.db.ExecContext(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStorePepperCheck(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		dsn := kind.newDSN(t)
+		h := testHasher(t)
+		openT(t, dsn, Options{PepperCheck: h.PepperCheck()}).Close()
+		// Without a pepper (list, show, revoke) the store opens.
+		openT(t, dsn, Options{}).Close()
+		other, _ := NewHasher(bytes.Repeat([]byte("z"), MinPepperLen))
+		if _, err := Open(ctxT(t), dsn, Options{PepperCheck: other.PepperCheck()}); !errors.Is(err, ErrPepperMismatch) {
+			t.Fatalf("Open with another pepper: %v", err)
+		}
+		openT(t, dsn, Options{PepperCheck: h.PepperCheck()})
+	})
+}
+
+// TestStoreHoldsNoKeyMaterial dumps the whole store and looks for the
+// keys, their secrets and the pepper.
+func TestStoreHoldsNoKeyMaterial(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		h := testHasher(t)
+		dsn := kind.newDSN(t)
+		s := openT(t, dsn, Options{PepperCheck: h.PepperCheck()})
+		f := mustFormat(t, "")
+		var keys []string
+		for i := 0; i < 5; i++ {
+			key, rec, err := Issue(ctx, s, f, h, NewKeyParams{Name: "k"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i%2 == 0 {
+				s.Revoke(ctx, rec.ID, time.Now())
+			}
+			keys = append(keys, key)
+		}
+		s.Close()
+		dump := kind.dump(t, dsn)
+		if !strings.Contains(dump, keys[0][3:3+IDLen]) {
+			t.Fatal("dump does not contain a key id; the dump is not working")
+		}
+		for _, key := range keys {
+			secret := key[3+IDLen+1 : len(key)-checksumLen]
+			for _, needle := range []string{key, secret, secret[:16], secret[len(secret)-16:]} {
+				if strings.Contains(dump, needle) {
+					t.Fatalf("store dump contains key material %q", needle)
+				}
+			}
+		}
+		if strings.Contains(dump, string(testPepper)) {
+			t.Fatal("store dump contains the pepper")
+		}
+	})
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := ctxT(t)
+	cases := map[string]string{
+		"":                          "no database configured",
+		"mysql://root@localhost/x":  "unsupported database",
+		"sqlite:":                   "no file path",
+		"sqlite:/tmp/a?mode=ro":     "plain file path",
+		"postgres://u:secret@[::1":  "parsing PostgreSQL DSN",
+		"postgres://127.0.0.1:1/x":  "", // unreachable: opens, answers later
+		"sqlite:/proc/nope/keys.db": "creating directory",
+	}
+	for dsn, want := range cases {
+		s, err := Open(ctx, dsn, Options{})
+		if want == "" {
+			if err != nil {
+				t.Errorf("Open(%q): %v; an unreachable server must not fail Open", dsn, err)
+				continue
+			}
+			if _, err := s.Lookup(ctx, Digest{}); err == nil || errors.Is(err, ErrNotFound) {
+				t.Errorf("Lookup on an unreachable server: %v", err)
+			}
+			s.Close()
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%q) = %v, want an error containing %q", dsn, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open(%q) error shows the password: %v", dsn, err)
+		}
+	}
+}
+
+func TestOpenPostgresPermanentErrors(t *testing.T) {
+	base := pgtest.NewDatabase(t)
+	ctx := ctxT(t)
+	missing := strings.Replace(base, "/keygate_test_", "/keygate_nonexistent_", 1)
+	if _, err := Open(ctx, missing, Options{}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Open of a missing database: %v", err)
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	cases := map[string]string{
+		"postgres://u:pw@h/db":          "postgres://u:xxxxx@h/db",
+		"postgres://u@h/db":             "postgres://u@h/db",
+		"postgres://h/db":               "postgres://h/db",
+		"sqlite:/a@b/c":                 "sqlite:/a@b/c",
+		"postgresql://u:p@ss@h:5432/db": "postgresql://u:xxxxx@h:5432/db",
+	}
+	for in, want := range cases {
+		if got := RedactDSN(in); got != want {
+			t.Errorf("RedactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestKeyParamsValidate(t *testing.T) {
+	now := time.Now()
+	long := strings.Repeat("x", 300)
+	bad := map[string]NewKeyParams{
+		"no name":         {},
+		"blank name":      {Name: "  "},
+		"long name":       {Name: long},
+		"control in name": {Name: "a\nb"},
+		"bad utf8":        {Name: "a\xffb"},
+		"long owner":      {Name: "a", Owner: long},
+		"bad scope":       {Name: "a", Scopes: []string{"read orders"}},
+		"empty scope":     {Name: "a", Scopes: []string{""}},
+		"bad meta key":    {Name: "a", Metadata: map[string]string{"a b": "c"}},
+		"bad meta value":  {Name: "a", Metadata: map[string]string{"a": "\x00"}},
+		"past expiry":     {Name: "a", ExpiresAt: now.Add(-time.Second)},
+		"too many scopes": {Name: "a", Scopes: strings.Split(strings.Repeat("s,", MaxScopes+1), ",")},
+	}
+	for name, p := range bad {
+		if err := p.Validate(now); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, p)
+		}
+	}
+	ok := NewKeyParams{Name: "ok", Owner: "Ünïcode owner", Scopes: []string{"b", "a:x", "b"}, Metadata: map[string]string{"k.1": "v"}}
+	if err := ok.Validate(now); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ok.Scopes, []string{"a:x", "b"}) {
+		t.Fatalf("scopes not normalised: %v", ok.Scopes)
+	}
+}
