@@ -1,0 +1,420 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeStore stands in for a store where the tests need one to fail, stall
+// or count in ways a real database cannot be made to on cue. The stores
+// themselves are tested for real in keystore and tests/.
+type fakeStore struct {
+	mu      sync.Mutex
+	keys    map[keystore.Digest]*keystore.Key
+	err     error         // returned by every Lookup when set
+	gate    chan struct{} // when set, Lookup waits for it to close
+	queries atomic.Int64
+	active  atomic.Int64
+	peak    atomic.Int64
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{keys: map[keystore.Digest]*keystore.Key{}} }
+
+func (s *fakeStore) Lookup(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
+	s.queries.Add(1)
+	n := s.active.Add(1)
+	defer s.active.Add(-1)
+	for {
+		p := s.peak.Load()
+		if n <= p || s.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	s.mu.Lock()
+	gate, err := s.gate, s.err
+	s.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[d]
+	if !ok {
+		return nil, keystore.ErrNotFound
+	}
+	c := *k
+	return &c, nil
+}
+
+func (s *fakeStore) set(f func(s *fakeStore)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *fakeStore) add(name string) keystore.Digest {
+	d := randomDigest()
+	s.set(func(s *fakeStore) { s.keys[d] = &keystore.Key{ID: name, Name: name, Digest: d} })
+	return d
+}
+
+func randomDigest() keystore.Digest {
+	var d keystore.Digest
+	rand.Read(d[:])
+	return d
+}
+
+// clock is a manual time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newVerifier(t *testing.T, s Lookuper, cfg Config) (*Verifier, *clock) {
+	t.Helper()
+	v, err := New(s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	v.now = c.now
+	t.Cleanup(v.Close)
+	return v, c
+}
+
+func TestHitMissAndTTL(t *testing.T) {
+	s := newFakeStore()
+	v, clk := newVerifier(t, s, Config{TTL: time.Minute})
+	d := s.add("a")
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		k, err := v.Verify(ctx, d)
+		if err != nil || k.ID != "a" {
+			t.Fatalf("Verify: %v %v", k, err)
+		}
+	}
+	if q := s.queries.Load(); q != 1 {
+		t.Fatalf("%d store queries for 5 lookups of one key, want 1", q)
+	}
+	clk.add(time.Minute + time.Second)
+	if _, err := v.Verify(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if q := s.queries.Load(); q != 2 {
+		t.Fatalf("entry older than TTL was not re-read (queries %d)", q)
+	}
+	if v.Stats.Hits.Load() != 4 || v.Stats.Misses.Load() != 2 {
+		t.Fatalf("hits %d misses %d", v.Stats.Hits.Load(), v.Stats.Misses.Load())
+	}
+}
+
+func TestNegativeCache(t *testing.T) {
+	s := newFakeStore()
+	v, clk := newVerifier(t, s, Config{NegativeTTL: 5 * time.Second})
+	d := randomDigest()
+	for i := 0; i < 10; i++ {
+		if _, err := v.Verify(context.Background(), d); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("Verify of unknown digest: %v", err)
+		}
+	}
+	if q := s.queries.Load(); q != 1 {
+		t.Fatalf("%d store queries for one unknown digest within the negative TTL, want 1", q)
+	}
+	clk.add(6 * time.Second)
+	v.Verify(context.Background(), d)
+	if q := s.queries.Load(); q != 2 {
+		t.Fatalf("negative entry outlived its TTL (queries %d)", q)
+	}
+}
+
+// TestFloodDoesNotEvictRealKeys fills the negative cache far past its size
+// and checks that the real key is still served from memory.
+func TestFloodDoesNotEvictRealKeys(t *testing.T) {
+	s := newFakeStore()
+	v, _ := newVerifier(t, s, Config{MaxKeys: 100, NegativeMaxKeys: 100})
+	real := s.add("real")
+	if _, err := v.Verify(context.Background(), real); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5000; i++ {
+		v.Verify(context.Background(), randomDigest())
+	}
+	before := s.queries.Load()
+	if _, err := v.Verify(context.Background(), real); err != nil {
+		t.Fatal(err)
+	}
+	if s.queries.Load() != before {
+		t.Fatal("a flood of unknown digests evicted a real key from the cache")
+	}
+}
+
+func TestConcurrentMissesMakeOneQuery(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	gate := make(chan struct{})
+	s.set(func(s *fakeStore) { s.gate = gate })
+	v, _ := newVerifier(t, s, Config{QueryTimeout: 10 * time.Second})
+	const n = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := v.Verify(context.Background(), d)
+			errs <- err
+		}()
+	}
+	// Let every goroutine reach the cache before the store answers.
+	for v.Stats.Misses.Load() < n {
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if q := s.queries.Load(); q != 1 {
+		t.Fatalf("%d concurrent misses made %d store queries, want 1", n, q)
+	}
+}
+
+func TestQueryDeadline(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	s.set(func(s *fakeStore) { s.gate = make(chan struct{}) }) // never answers
+	v, _ := newVerifier(t, s, Config{QueryTimeout: 50 * time.Millisecond})
+	start := time.Now()
+	_, err := v.Verify(context.Background(), d)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Verify against a stalled store: %v, want ErrUnavailable", err)
+	}
+	if errors.Is(err, keystore.ErrNotFound) {
+		t.Fatal("a stalled store must not look like an unknown key")
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("deadline of 50ms took %v", el)
+	}
+}
+
+func TestCallerContextEndsWait(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	gate := make(chan struct{})
+	s.set(func(s *fakeStore) { s.gate = gate })
+	v, _ := newVerifier(t, s, Config{QueryTimeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := v.Verify(ctx, d); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Verify with an expired context: %v", err)
+	}
+	close(gate)
+}
+
+func TestConcurrentQueriesBounded(t *testing.T) {
+	s := newFakeStore()
+	gate := make(chan struct{})
+	s.set(func(s *fakeStore) { s.gate = gate })
+	v, _ := newVerifier(t, s, Config{MaxQueries: 3, QueryTimeout: 10 * time.Second})
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.Verify(context.Background(), randomDigest())
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.active.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(gate)
+	wg.Wait()
+	if p := s.peak.Load(); p != 3 {
+		t.Fatalf("peak concurrent store queries %d, want 3", p)
+	}
+}
+
+func TestStaleWhileStoreDown(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	v, clk := newVerifier(t, s, Config{TTL: 10 * time.Second, MaxStale: time.Minute, QueryTimeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	s.set(func(s *fakeStore) { s.err = errors.New("connection refused") })
+	clk.add(30 * time.Second)
+	if k, err := v.Verify(ctx, d); err != nil || k.ID != "a" {
+		t.Fatalf("cached key within max staleness: %v %v", k, err)
+	}
+	if v.Stats.StaleHits.Load() != 1 {
+		t.Fatal("stale hit not counted")
+	}
+	// A key that was never cached gets ErrUnavailable, not ErrNotFound.
+	if _, err := v.Verify(ctx, s.add("b")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("uncached key with the store down: %v", err)
+	}
+	if _, err := v.Verify(ctx, randomDigest()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("unknown key with the store down: %v", err)
+	}
+	clk.add(time.Minute)
+	if _, err := v.Verify(ctx, d); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("cached key beyond max staleness: %v", err)
+	}
+	// The store comes back: everything works again without intervention.
+	s.set(func(s *fakeStore) { s.err = nil })
+	if _, err := v.Verify(ctx, d); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+func TestStaleRefreshSeesRevocation(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	v, clk := newVerifier(t, s, Config{TTL: 10 * time.Second, MaxStale: time.Minute})
+	ctx := context.Background()
+	v.Verify(ctx, d)
+	s.set(func(s *fakeStore) { s.keys[d].RevokedAt = time.Now() })
+	clk.add(11 * time.Second)
+	v.Verify(ctx, d) // stale: served, refreshed in the background
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		k, err := v.Verify(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !k.RevokedAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background refresh never picked up the revocation")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestInvalidate(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour})
+	ctx := context.Background()
+	v.Verify(ctx, d)
+	s.set(func(s *fakeStore) { s.keys[d].RevokedAt = time.Now() })
+	v.Invalidate(d)
+	k, err := v.Verify(ctx, d)
+	if err != nil || k.RevokedAt.IsZero() {
+		t.Fatalf("after Invalidate the old record was served: %v %+v", err, k)
+	}
+	// A negative entry is dropped too, so a key created after a lookup of
+	// its digest works at once.
+	unknown := randomDigest()
+	v.Verify(ctx, unknown)
+	s.set(func(s *fakeStore) { s.keys[unknown] = &keystore.Key{ID: "new", Digest: unknown} })
+	v.Invalidate(unknown)
+	if _, err := v.Verify(ctx, unknown); err != nil {
+		t.Fatalf("key created after a negative lookup: %v", err)
+	}
+}
+
+// TestInvalidateDuringQuery: a query that read the row before a revocation
+// must not put the old row back into the cache after the invalidation.
+func TestInvalidateDuringQuery(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	gate := make(chan struct{})
+	s.set(func(s *fakeStore) { s.gate = gate })
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour, QueryTimeout: 10 * time.Second})
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v.Verify(ctx, d)
+	}()
+	for s.active.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	v.Invalidate(d) // the revocation lands while the query is in flight
+	s.set(func(s *fakeStore) { s.gate = nil; s.keys[d].RevokedAt = time.Now() })
+	close(gate)
+	<-done
+	k, err := v.Verify(ctx, d)
+	if err != nil || k.RevokedAt.IsZero() {
+		t.Fatalf("a query that overlapped an invalidation was cached: %v %+v", err, k)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	s := newFakeStore()
+	a, b := s.add("a"), s.add("b")
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour})
+	ctx := context.Background()
+	v.Verify(ctx, a)
+	v.Verify(ctx, b)
+	v.Purge()
+	v.Verify(ctx, a)
+	v.Verify(ctx, b)
+	if q := s.queries.Load(); q != 4 {
+		t.Fatalf("after Purge %d queries, want 4", q)
+	}
+}
+
+func TestStoreReturningWrongDigest(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	other := randomDigest()
+	s.set(func(s *fakeStore) { s.keys[other] = s.keys[d] })
+	v, _ := newVerifier(t, s, Config{})
+	if _, err := v.Verify(context.Background(), other); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("record with another digest: %v", err)
+	}
+}
+
+func BenchmarkVerifyHit(b *testing.B) {
+	s := newFakeStore()
+	d := s.add("a")
+	v, err := New(s, Config{TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	v.Verify(context.Background(), d)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := v.Verify(ctx, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,260 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	api_key [<matcher>] {
+//		database          <dsn>
+//		pepper            <secret>
+//		prefix            <prefix>
+//		from              bearer | header <name> | query <name> | cookie <name>
+//		scopes            <scope...>
+//		id_header         <name> | off
+//		owner_header      <name> | off
+//		realm             <realm>
+//		handle_errors
+//		retry_after       <duration>
+//		store_timeout     <duration>
+//		max_store_queries <n>
+//		cache {
+//			size         <n>
+//			ttl          <duration>
+//			max_stale    <duration> | off
+//			negative_size <n>
+//			negative_ttl <duration>
+//		}
+//	}
+//
+// Every subdirective is optional; `from` may be given several times
+// (tried in order) and `scopes` accumulates.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("api_key takes no arguments on its first line, got '%s'; options go in a block", d.Val())
+	}
+	seen := map[string]bool{}
+	once := func(name string) error {
+		if seen[name] {
+			return d.Errf("subdirective '%s' given more than once", name)
+		}
+		seen[name] = true
+		return nil
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		switch name {
+		case "database", "pepper", "prefix", "realm":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			switch name {
+			case "database":
+				h.Database = v
+			case "pepper":
+				h.Pepper = v
+			case "prefix":
+				h.Prefix = v
+			case "realm":
+				h.Realm = v
+			}
+		case "from":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("from needs a source: bearer, header <name>, query <name> or cookie <name>")
+			}
+			src := KeySource{From: args[0]}
+			switch {
+			case args[0] == FromBearer && len(args) == 1:
+			case args[0] == FromBearer:
+				return d.Errf("from bearer takes no name")
+			case len(args) != 2:
+				return d.Errf("from %s needs exactly one name", args[0])
+			default:
+				src.Name = args[1]
+			}
+			if err := src.validate(); err != nil {
+				return d.Err(err.Error())
+			}
+			h.Sources = append(h.Sources, src)
+		case "scopes":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Scopes = append(h.Scopes, args...)
+		case "id_header", "owner_header":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v == "off" {
+				v = "-"
+			}
+			if name == "id_header" {
+				h.IDHeader = v
+			} else {
+				h.OwnerHeader = v
+			}
+		case "handle_errors":
+			if err := once(name); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.HandleErrors = true
+		case "retry_after", "store_timeout":
+			if err := once(name); err != nil {
+				return err
+			}
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			if name == "retry_after" {
+				h.RetryAfter = dur
+			} else {
+				h.StoreTimeout = dur
+			}
+		case "max_store_queries":
+			if err := once(name); err != nil {
+				return err
+			}
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			h.MaxStoreQueries = int(n)
+		case "cache":
+			if err := once(name); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			if err := h.unmarshalCache(d); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized subdirective '%s'", name)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalCache(d *caddyfile.Dispenser) error {
+	h.Cache = &CacheConfig{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("cache option '%s' given more than once", name)
+		}
+		seen[name] = true
+		switch name {
+		case "size", "negative_size":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			if name == "size" {
+				h.Cache.Size = n
+			} else {
+				h.Cache.NegativeSize = n
+			}
+		case "ttl", "negative_ttl":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			if name == "ttl" {
+				h.Cache.TTL = dur
+			} else {
+				h.Cache.NegativeTTL = dur
+			}
+		case "max_stale":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			var dur caddy.Duration
+			if d.Val() != "off" {
+				d.Prev()
+				var err error
+				if dur, err = durationArg(d); err != nil {
+					return err
+				}
+			} else if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Cache.MaxStale = &dur
+		default:
+			return d.Errf("unrecognized cache option '%s'", name)
+		}
+	}
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser) (string, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return "", d.Errf("%s needs a value", name)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one value, got another: '%s'", name, d.Val())
+	}
+	return v, nil
+}
+
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("%s: invalid duration '%s': %v", name, v, err)
+	}
+	if dur < 0 {
+		return 0, d.Errf("%s must not be negative", name)
+	}
+	return caddy.Duration(dur), nil
+}
+
+func intArg(d *caddyfile.Dispenser) (int64, error) {
+	name := d.Val()
+	v, err := oneArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, d.Errf("%s must be a positive whole number, got '%s'", name, v)
+	}
+	return n, nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,438 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "api-key",
+		Usage: "<create|list|show|revoke|migrate> [flags]",
+		Short: "Manages Keygate API keys",
+		Long: `
+Creates, lists, shows and revokes the API keys that the api_key handler
+accepts, and migrates the key store's schema.
+
+Every subcommand uses the same key store as the api_key directive: the
+embedded SQLite store under Caddy's data directory unless --database (or
+KEYGATE_DATABASE) names another. Creating a key needs the gateway's pepper:
+--pepper or KEYGATE_PEPPER, which accept the same placeholders as the
+directive ({env.NAME}, {file./path}); with the embedded store and no pepper,
+the pepper file beside the database is used (and created if missing).
+
+A new key is printed exactly once. Keygate stores only its HMAC digest; a
+lost key cannot be recovered, only revoked and replaced.
+`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.PersistentFlags().String("database", "", "Key store DSN: postgres://… or sqlite:PATH (env KEYGATE_DATABASE; default: the embedded store)")
+			cmd.PersistentFlags().String("pepper", "", "Pepper the gateway uses; placeholders allowed (env KEYGATE_PEPPER)")
+			cmd.PersistentFlags().Duration("timeout", 30*time.Second, "How long to wait for the key store")
+			cmd.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("unknown subcommand %q; see 'caddy api-key --help'", args[0])
+				}
+				return cmd.Help()
+			}
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), migrateCommand())
+		},
+	})
+}
+
+// cliEnv is what every subcommand resolves from flags and environment.
+type cliEnv struct {
+	dsn    string
+	pepper string // configured pepper, placeholders not yet replaced
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    io.Writer
+	errOut io.Writer
+}
+
+func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
+	flags := cmd.Flags()
+	dsn, _ := flags.GetString("database")
+	if !flags.Changed("database") {
+		dsn = os.Getenv("KEYGATE_DATABASE")
+	}
+	pepper, _ := flags.GetString("pepper")
+	if !flags.Changed("pepper") {
+		pepper = os.Getenv("KEYGATE_PEPPER")
+	}
+	timeout, _ := flags.GetDuration("timeout")
+	if timeout <= 0 {
+		return nil, errors.New("--timeout must be positive")
+	}
+	dsn, err := caddy.NewReplacer().ReplaceOrErr(dsn, true, true)
+	if err != nil {
+		return nil, fmt.Errorf("--database: %v", err)
+	}
+	if dsn == "" {
+		dsn = DefaultDatabase()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return &cliEnv{dsn: dsn, pepper: pepper, ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}, nil
+}
+
+// open opens the store; with needHasher it also resolves the pepper and
+// has the store check it, so a wrong pepper fails before a key is made.
+func (e *cliEnv) open(needHasher bool) (keystore.Store, *keystore.Hasher, error) {
+	var hasher *keystore.Hasher
+	var opts keystore.Options
+	if needHasher || e.pepper != "" {
+		pepper, err := resolvePepper(caddy.NewReplacer(), e.pepper, e.dsn)
+		if err != nil {
+			return nil, nil, err
+		}
+		if hasher, err = keystore.NewHasher(pepper); err != nil {
+			return nil, nil, fmt.Errorf("pepper: %v", err)
+		}
+		opts.PepperCheck = hasher.PepperCheck()
+	}
+	s, err := keystore.Open(e.ctx, e.dsn, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(e.dsn), err)
+	}
+	return s, hasher, nil
+}
+
+// withStore runs f with an open store and closes everything afterwards.
+func withStore(cmd *cobra.Command, needHasher bool, f func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error) error {
+	e, err := newCLIEnv(cmd)
+	if err != nil {
+		return err
+	}
+	defer e.cancel()
+	s, h, err := e.open(needHasher)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return f(e, s, h)
+}
+
+func createCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|RFC3339] [--metadata k=v]... [--json]",
+		Short: "Creates a key and prints it once",
+		Args:  cobra.NoArgs,
+	}
+	c.Flags().String("name", "", "What the key is for (required)")
+	c.Flags().String("owner", "", "Customer or account the key belongs to")
+	c.Flags().StringSlice("scopes", nil, "Scopes the key grants, comma-separated or repeated")
+	c.Flags().String("expires", "", "Expiry: a duration from now (30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
+	c.Flags().StringArray("metadata", nil, "Metadata as key=value; repeat for more")
+	c.Flags().String("prefix", "", "Key prefix; must match the gateway's (env KEYGATE_PREFIX; default kg)")
+	c.Flags().Bool("json", false, "Print a JSON object instead of text")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		flags := cmd.Flags()
+		var p keystore.NewKeyParams
+		p.Name, _ = flags.GetString("name")
+		if !flags.Changed("name") {
+			return errors.New("--name is required")
+		}
+		p.Owner, _ = flags.GetString("owner")
+		p.Scopes, _ = flags.GetStringSlice("scopes")
+		expires, _ := flags.GetString("expires")
+		var err error
+		if p.ExpiresAt, err = parseExpiry(expires, time.Now()); err != nil {
+			return err
+		}
+		meta, _ := flags.GetStringArray("metadata")
+		if p.Metadata, err = parseMetadata(meta); err != nil {
+			return err
+		}
+		prefix, _ := flags.GetString("prefix")
+		if !flags.Changed("prefix") {
+			prefix = os.Getenv("KEYGATE_PREFIX")
+		}
+		format, err := keystore.NewFormat(prefix)
+		if err != nil {
+			return fmt.Errorf("--prefix: %v", err)
+		}
+		if err := p.Validate(time.Now()); err != nil {
+			return err
+		}
+		asJSON, _ := flags.GetBool("json")
+		return withStore(cmd, true, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
+			key, rec, err := keystore.Issue(e.ctx, s, format, h, p)
+			if err != nil {
+				return fmt.Errorf("creating key: %w", err)
+			}
+			if asJSON {
+				return writeJSON(e.out, struct {
+					*keystore.Key
+					Secret string `json:"key"`
+				}{rec, key})
+			}
+			fmt.Fprintf(e.errOut, "Created key %s (%s). It is shown only this once: store it now.\n", rec.ID, describe(rec))
+			fmt.Fprintln(e.out, key)
+			return nil
+		})
+	}
+	return c
+}
+
+func listCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "list [--owner OWNER] [--all] [--limit N] [--json]",
+		Short: "Lists keys (active ones unless --all)",
+		Args:  cobra.NoArgs,
+	}
+	c.Flags().String("owner", "", "Only this owner's keys")
+	c.Flags().Bool("all", false, "Include revoked and expired keys")
+	c.Flags().Int("limit", 0, "At most this many keys (0: all)")
+	c.Flags().Bool("json", false, "Print a JSON array instead of a table")
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		var f keystore.ListFilter
+		f.Owner, _ = cmd.Flags().GetString("owner")
+		f.IncludeInactive, _ = cmd.Flags().GetBool("all")
+		f.Limit, _ = cmd.Flags().GetInt("limit")
+		if f.Limit < 0 {
+			return errors.New("--limit must not be negative")
+		}
+		asJSON, _ := cmd.Flags().GetBool("json")
+		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			keys, err := s.List(e.ctx, f)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if keys == nil {
+					keys = []*keystore.Key{}
+				}
+				return writeJSON(e.out, keys)
+			}
+			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tOWNER\tSTATUS\tCREATED\tEXPIRES\tSCOPES\tHINT")
+			now := time.Now()
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, dash(k.Owner), k.Status(now),
+					k.CreatedAt.Format(time.RFC3339), dash(formatTime(k.ExpiresAt)), dash(strings.Join(k.Scopes, ",")), k.Hint)
+			}
+			return tw.Flush()
+		})
+	}
+	return c
+}
+
+func showCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "show ID [--json]",
+		Short: "Shows one key",
+		Args:  cobra.ExactArgs(1),
+	}
+	c.Flags().Bool("json", false, "Print a JSON object instead of text")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		asJSON, _ := cmd.Flags().GetBool("json")
+		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			k, err := s.Get(e.ctx, id)
+			if errors.Is(err, keystore.ErrNotFound) {
+				return fmt.Errorf("no key with id %s", id)
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.out, k)
+			}
+			printKey(e.out, k)
+			return nil
+		})
+	}
+	return c
+}
+
+func revokeCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "revoke ID [--json]",
+		Short: "Revokes a key",
+		Args:  cobra.ExactArgs(1),
+	}
+	c.Flags().Bool("json", false, "Print the revoked key as a JSON object")
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		asJSON, _ := cmd.Flags().GetBool("json")
+		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			k, changed, err := s.Revoke(e.ctx, id, time.Now())
+			if errors.Is(err, keystore.ErrNotFound) {
+				return fmt.Errorf("no key with id %s", id)
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.out, k)
+			}
+			if changed {
+				fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
+			} else {
+				fmt.Fprintf(e.out, "Key %s was already revoked at %s.\n", k.ID, formatTime(k.RevokedAt))
+			}
+			return nil
+		})
+	}
+	return c
+}
+
+func migrateCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "migrate",
+		Short: "Applies pending key store schema migrations",
+		Long: `Applies pending schema migrations. Gateways and the other subcommands
+migrate automatically; this is for operators who prefer a separate step.`,
+		Args: cobra.NoArgs,
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			applied, err := s.Migrate(e.ctx)
+			if err != nil {
+				return err
+			}
+			v, err := s.SchemaVersion(e.ctx)
+			if err != nil {
+				return err
+			}
+			if len(applied) == 0 {
+				fmt.Fprintf(e.out, "Key store %s is up to date (schema version %d).\n", keystore.RedactDSN(e.dsn), v)
+			} else {
+				fmt.Fprintf(e.out, "Applied migrations %v; key store %s is at schema version %d.\n", applied, keystore.RedactDSN(e.dsn), v)
+			}
+			return nil
+		})
+	}
+	return c
+}
+
+// keyIDArg checks an id argument before anything is opened.
+func keyIDArg(arg string) (string, error) {
+	if keystore.ValidID(arg) {
+		return arg, nil
+	}
+	if strings.Count(arg, "_") >= 2 && len(arg) > 40 {
+		return "", errors.New("that looks like a key, not a key id: pass the id (the 12 characters after the prefix), and never put keys on a command line")
+	}
+	return "", fmt.Errorf("%q is not a key id (12 letters and digits)", arg)
+}
+
+// parseExpiry accepts "" (no expiry), a duration from now ("30d", "12h")
+// or a point in time (RFC 3339, or a date meaning midnight UTC).
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := caddy.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("--expires %s: the duration must be positive", s)
+		}
+		return now.Add(d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			if !t.After(now) {
+				return time.Time{}, fmt.Errorf("--expires %s is in the past", s)
+			}
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--expires %q is neither a duration (30d, 12h) nor a time (2027-01-31T00:00:00Z, 2027-01-31)", s)
+}
+
+func parseMetadata(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(pairs))
+	for _, pair := range pairs {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, fmt.Errorf("--metadata %q is not key=value", pair)
+		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("--metadata key %q given twice", k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func describe(k *keystore.Key) string {
+	parts := []string{fmt.Sprintf("%q", k.Name)}
+	if k.Owner != "" {
+		parts = append(parts, "owner "+k.Owner)
+	}
+	if len(k.Scopes) > 0 {
+		parts = append(parts, "scopes "+strings.Join(k.Scopes, ","))
+	}
+	if !k.ExpiresAt.IsZero() {
+		parts = append(parts, "expires "+formatTime(k.ExpiresAt))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printKey(w io.Writer, k *keystore.Key) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "ID:\t%s\n", k.ID)
+	fmt.Fprintf(tw, "Name:\t%s\n", k.Name)
+	fmt.Fprintf(tw, "Owner:\t%s\n", dash(k.Owner))
+	fmt.Fprintf(tw, "Status:\t%s\n", k.Status(time.Now()))
+	fmt.Fprintf(tw, "Hint:\t%s\n", k.Hint)
+	fmt.Fprintf(tw, "Scopes:\t%s\n", dash(strings.Join(k.Scopes, ", ")))
+	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(k.CreatedAt))
+	fmt.Fprintf(tw, "Expires:\t%s\n", dash(formatTime(k.ExpiresAt)))
+	fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))
+	for _, name := range sortedKeys(k.Metadata) {
+		fmt.Fprintf(tw, "Metadata %s:\t%s\n", name, k.Metadata[name])
+	}
+	tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,455 @@
+// Package caddymodule is Keygate's Caddy glue: the api_key HTTP handler,
+// its Caddyfile syntax, the `caddy api-key` command and metrics. The logic
+// lives in keystore (keys and stores) and cache (verification); this
+// package wires them to Caddy's lifecycle and to HTTP.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/keystore"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("api_key", parseCaddyfile)
+	// Authentication comes before anything that spends effort on a
+	// request, including rate_limit plugins ordered near basic_auth.
+	httpcaddyfile.RegisterDirectiveOrder("api_key", httpcaddyfile.Before, "basic_auth")
+}
+
+// Handler requires a valid API key on every request it sees. It looks the
+// key up (through an in-process cache) in a PostgreSQL or embedded SQLite
+// key store, rejects missing, malformed, unknown, revoked and expired keys
+// with 401, keys without the required scopes with 403, and answers 503
+// when the store cannot be asked. Accepted requests continue without the
+// key and with trusted identity headers instead.
+type Handler struct {
+	// Database names the key store: "postgres://…" (or "postgresql://…")
+	// for PostgreSQL, "sqlite:/path/to/keys.db" for the embedded store.
+	// Placeholders such as {env.KEYGATE_DATABASE} are replaced at start.
+	// Default: sqlite:<Caddy data directory>/keygate/keys.db.
+	Database string `json:"database,omitempty"`
+
+	// Pepper is the server secret keys are hashed with (HMAC-SHA-256), at
+	// least 32 bytes. Use a placeholder such as {env.KEYGATE_PEPPER} or
+	// {file./etc/keygate/pepper} rather than the secret itself. Required
+	// with PostgreSQL; with the embedded store and no pepper, one is
+	// generated on first start into the file <database path>.pepper
+	// (mode 0600). Every gateway and CLI using the same store must use the
+	// same pepper.
+	Pepper string `json:"pepper,omitempty"`
+
+	// Prefix of the keys this gateway accepts. Default: "kg".
+	Prefix string `json:"prefix,omitempty"`
+
+	// Sources lists where to look for the key, in order; the first source
+	// that holds a value is used. Default: bearer, then the X-API-Key
+	// header.
+	Sources []KeySource `json:"sources,omitempty"`
+
+	// Scopes the key must grant (all of them). Default: none.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// IDHeader is the request header that tells the upstream which key
+	// was used; "-" disables it. A client-sent header of this name is
+	// always removed. Default: X-Api-Key-Id.
+	IDHeader string `json:"id_header,omitempty"`
+
+	// OwnerHeader carries the key's owner to the upstream; "-" disables
+	// it. A client-sent header of this name is always removed. Default:
+	// X-Api-Key-Owner.
+	OwnerHeader string `json:"owner_header,omitempty"`
+
+	// Realm is the realm in WWW-Authenticate challenges. Default: "api".
+	Realm string `json:"realm,omitempty"`
+
+	// HandleErrors, if true, returns errors to Caddy instead of writing
+	// problem+json bodies, so that the site's handle_errors routes render
+	// them ({http.error.status_code}, {api_key.error}). Default: false.
+	HandleErrors bool `json:"handle_errors,omitempty"`
+
+	// RetryAfter is the Retry-After of 503 answers, rounded up to whole
+	// seconds. Default: 5s.
+	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
+
+	// Cache tunes the in-process verification cache.
+	Cache *CacheConfig `json:"cache,omitempty"`
+
+	// StoreTimeout is the deadline of every key store query; a request
+	// whose key is not cached gets 503 when it passes. Default: 2s.
+	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
+
+	// MaxStoreQueries bounds the key store queries in flight at once, per
+	// store and cache configuration. Default: 16.
+	MaxStoreQueries int `json:"max_store_queries,omitempty"`
+
+	logger      *zap.Logger
+	format      keystore.Format
+	hasher      *keystore.Hasher
+	sources     []KeySource
+	problems    *problems
+	verifier    *sharedVerifier
+	poolKey     verifierKey
+	idHeader    string
+	ownerHeader string
+	lastErrLog  *atomic.Int64 // unix nanos of the last store error logged at error level
+}
+
+// CacheConfig tunes the verification cache.
+type CacheConfig struct {
+	// Size is the number of keys kept in memory. Default: 100000.
+	Size int64 `json:"size,omitempty"`
+	// TTL is how long a cached key is trusted without asking the store;
+	// a revocation takes effect within it. Default: 30s.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// MaxStale is how much longer than TTL a cached key keeps working
+	// while the store cannot be reached. 0 turns this off: keys are then
+	// refused with 503 as soon as their entry is older than TTL and the
+	// store does not answer. Default (when absent): 5m.
+	MaxStale *caddy.Duration `json:"max_stale,omitempty"`
+	// NegativeSize is the number of unknown keys remembered, in a cache
+	// of their own so that random keys cannot push real ones out.
+	// Default: 10000.
+	NegativeSize int64 `json:"negative_size,omitempty"`
+	// NegativeTTL is how long an unknown key is remembered. Default: 10s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+}
+
+// Defaults that the cache package does not decide.
+const (
+	defaultIDHeader    = "X-Api-Key-Id"
+	defaultOwnerHeader = "X-Api-Key-Owner"
+	defaultRealm       = "api"
+	defaultRetryAfter  = 5 * time.Second
+	defaultMaxStale    = 5 * time.Minute
+	// provisionTimeout bounds the first contact with the store at start
+	// or reload. PostgreSQL that does not answer in time is not an error
+	// (see keystore.Open); the gateway answers 503 until it does.
+	provisionTimeout = 5 * time.Second
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.api_key",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision checks the configuration and connects to the key store,
+// sharing store and cache with every other handler (and the previous
+// config, across reloads) that uses the same settings.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.lastErrLog = new(atomic.Int64)
+	registerMetrics(ctx)
+	if err := h.validateConfig(); err != nil {
+		return err
+	}
+	repl := caddy.NewReplacer()
+	dsn, err := repl.ReplaceOrErr(h.Database, true, true)
+	if err != nil {
+		return fmt.Errorf("database: %v", err)
+	}
+	if dsn == "" {
+		dsn = DefaultDatabase()
+	}
+	pepper, err := resolvePepper(repl, h.Pepper, dsn)
+	if err != nil {
+		return err
+	}
+	if h.hasher, err = keystore.NewHasher(pepper); err != nil {
+		return fmt.Errorf("pepper: %v", err)
+	}
+	if h.format, err = keystore.NewFormat(h.Prefix); err != nil {
+		return err
+	}
+	h.problems = newProblems(h.realm(), h.Scopes, retrySeconds(h.RetryAfter))
+
+	h.poolKey = verifierKey{
+		store: storeKey{dsn: dsn, pepperCheck: h.hasher.PepperCheck()},
+		cfg:   h.cacheConfig(),
+	}
+	openCtx, cancel := context.WithTimeout(ctx, provisionTimeout)
+	defer cancel()
+	v, err := acquireVerifier(openCtx, h.poolKey)
+	if err != nil {
+		return fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(dsn), err)
+	}
+	h.verifier = v
+	h.logger.Info("api_key ready",
+		zap.String("database", keystore.RedactDSN(dsn)),
+		zap.String("prefix", h.format.Prefix()),
+		zap.Stringers("sources", h.sources))
+	return nil
+}
+
+// validateConfig checks every field that needs no outside resource and
+// fills in defaults.
+func (h *Handler) validateConfig() error {
+	if h.Prefix != "" {
+		if err := keystore.ValidatePrefix(h.Prefix); err != nil {
+			return err
+		}
+	}
+	h.sources = h.Sources
+	if len(h.sources) == 0 {
+		h.sources = defaultSources
+	}
+	h.sources = append([]KeySource(nil), h.sources...)
+	seen := map[KeySource]bool{}
+	for i := range h.sources {
+		if err := h.sources[i].validate(); err != nil {
+			return err
+		}
+		if seen[h.sources[i]] {
+			return fmt.Errorf("key source '%s' is listed twice", h.sources[i])
+		}
+		seen[h.sources[i]] = true
+	}
+	for _, s := range h.Scopes {
+		if err := keystore.ValidateScope(s); err != nil {
+			return fmt.Errorf("scopes: %v", err)
+		}
+	}
+	var err error
+	if h.idHeader, err = identityHeader("id_header", h.IDHeader, defaultIDHeader, h.sources); err != nil {
+		return err
+	}
+	if h.ownerHeader, err = identityHeader("owner_header", h.OwnerHeader, defaultOwnerHeader, h.sources); err != nil {
+		return err
+	}
+	if h.idHeader != "" && h.idHeader == h.ownerHeader {
+		return fmt.Errorf("id_header and owner_header are both %s", h.idHeader)
+	}
+	if strings.ContainsAny(h.Realm, "\"\\") || strings.IndexFunc(h.Realm, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+		return fmt.Errorf("realm %q may contain only printable ASCII without quotes or backslashes", h.Realm)
+	}
+	for name, d := range map[string]caddy.Duration{"retry_after": h.RetryAfter, "store_timeout": h.StoreTimeout} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative", name)
+		}
+	}
+	if h.MaxStoreQueries < 0 {
+		return fmt.Errorf("max_store_queries must not be negative")
+	}
+	if c := h.Cache; c != nil {
+		if c.Size < 0 || c.NegativeSize < 0 {
+			return fmt.Errorf("cache sizes must not be negative")
+		}
+		if c.TTL < 0 || (c.MaxStale != nil && *c.MaxStale < 0) || c.NegativeTTL < 0 {
+			return fmt.Errorf("cache durations must not be negative")
+		}
+	}
+	return nil
+}
+
+func identityHeader(field, v, def string, sources []KeySource) (string, error) {
+	switch v {
+	case "":
+		v = def
+	case "-":
+		return "", nil
+	}
+	if !httpguts.ValidHeaderFieldName(v) {
+		return "", fmt.Errorf("%s %q is not a valid header name", field, v)
+	}
+	v = textproto.CanonicalMIMEHeaderKey(v)
+	for _, s := range sources {
+		if (s.From == FromHeader && s.Name == v) || (s.From == FromBearer && v == "Authorization") {
+			return "", fmt.Errorf("%s %s is also a key source", field, v)
+		}
+	}
+	return v, nil
+}
+
+func (h *Handler) realm() string {
+	if h.Realm == "" {
+		return defaultRealm
+	}
+	return h.Realm
+}
+
+func retrySeconds(d caddy.Duration) int {
+	if d == 0 {
+		d = caddy.Duration(defaultRetryAfter)
+	}
+	return int((time.Duration(d) + time.Second - 1) / time.Second)
+}
+
+func (h *Handler) cacheConfig() cache.Config {
+	cfg := cache.Config{
+		QueryTimeout: time.Duration(h.StoreTimeout),
+		MaxQueries:   h.MaxStoreQueries,
+		MaxStale:     defaultMaxStale,
+	}
+	if c := h.Cache; c != nil {
+		cfg.MaxKeys = c.Size
+		cfg.TTL = time.Duration(c.TTL)
+		cfg.NegativeMaxKeys = c.NegativeSize
+		cfg.NegativeTTL = time.Duration(c.NegativeTTL)
+		if c.MaxStale != nil {
+			cfg.MaxStale = time.Duration(*c.MaxStale)
+		}
+	}
+	return cfg.WithDefaults()
+}
+
+// DefaultDatabase is the embedded store used when none is configured, by
+// the directive and the CLI alike.
+func DefaultDatabase() string {
+	return "sqlite:" + filepath.Join(caddy.AppDataDir(), "keygate", "keys.db")
+}
+
+// resolvePepper replaces placeholders in the configured pepper; with the
+// embedded store and no pepper it loads or creates the pepper file.
+func resolvePepper(repl *caddy.Replacer, configured, dsn string) ([]byte, error) {
+	if configured == "" {
+		if !keystore.IsSQLite(dsn) {
+			return nil, errors.New("pepper is required with PostgreSQL: set it to a secret of at least 32 bytes, " +
+				"e.g. pepper {env.KEYGATE_PEPPER} with KEYGATE_PEPPER=$(openssl rand -hex 32), the same for every gateway and the CLI")
+		}
+		p, err := keystore.LoadOrCreatePepperFile(keystore.PepperFileFor(keystore.SQLitePath(dsn)))
+		if err != nil {
+			return nil, fmt.Errorf("pepper: %v", err)
+		}
+		return p, nil
+	}
+	p, err := repl.ReplaceOrErr(configured, true, true)
+	if err != nil {
+		return nil, fmt.Errorf("pepper: %v", err)
+	}
+	p = strings.TrimSpace(p)
+	if p == "" {
+		return nil, fmt.Errorf("pepper %s is empty: is the environment variable or file it names set?", configured)
+	}
+	return []byte(p), nil
+}
+
+// Cleanup releases this handler's share of the store and cache. It is safe
+// after a failed Provision.
+func (h *Handler) Cleanup() error {
+	if h.verifier != nil {
+		h.verifier = nil
+		if _, err := verifiers.Delete(h.poolKey); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// now is the handler's clock; tests replace it.
+var now = time.Now
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	raw, found := extract(r, h.sources)
+	switch found {
+	case keyAbsent:
+		h.debug("no API key in request", r)
+		return h.reject(w, r, h.problems.missing)
+	case keyAmbiguous:
+		h.debug("API key source holds more than one value", r)
+		return h.reject(w, r, h.problems.invalid)
+	}
+	parsed, err := h.format.Parse(raw)
+	if err != nil {
+		// err names the failed check and never contains the key.
+		h.debug("malformed API key", r, zap.Error(err))
+		return h.reject(w, r, h.problems.invalid)
+	}
+	key, err := h.verifier.Verify(r.Context(), h.hasher.Digest(parsed))
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		h.debug("unknown API key", r, zap.String("key_id", parsed.ID))
+		return h.reject(w, r, h.problems.invalid)
+	case err != nil:
+		h.storeError(err)
+		return h.reject(w, r, h.problems.unavailable)
+	}
+	switch key.Status(now()) {
+	case keystore.StatusRevoked:
+		h.debug("revoked API key", r, zap.String("key_id", key.ID))
+		return h.reject(w, r, h.problems.invalid)
+	case keystore.StatusExpired:
+		h.debug("expired API key", r, zap.String("key_id", key.ID))
+		return h.reject(w, r, h.problems.expired)
+	}
+	if !key.HasScopes(h.Scopes) {
+		h.debug("API key lacks required scopes", r, zap.String("key_id", key.ID))
+		return h.reject(w, r, h.problems.scope)
+	}
+	h.admit(r, key)
+	countRequest("ok")
+	return next.ServeHTTP(w, r)
+}
+
+// admit removes the key from the request and sets the trusted identity.
+func (h *Handler) admit(r *http.Request, key *keystore.Key) {
+	strip(r, h.sources)
+	if h.idHeader != "" {
+		r.Header.Del(h.idHeader)
+		r.Header.Set(h.idHeader, key.ID)
+	}
+	if h.ownerHeader != "" {
+		r.Header.Del(h.ownerHeader)
+		if key.Owner != "" {
+			r.Header.Set(h.ownerHeader, key.Owner)
+		}
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", key.ID)
+		repl.Set("api_key.id", key.ID)
+		repl.Set("api_key.name", key.Name)
+		repl.Set("api_key.owner", key.Owner)
+		repl.Set("api_key.scopes", strings.Join(key.Scopes, ","))
+	}
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Add(zap.String("api_key_id", key.ID))
+	}
+}
+
+// debug logs why a request was refused. Never pass it the key.
+func (h *Handler) debug(msg string, r *http.Request, fields ...zap.Field) {
+	if ce := h.logger.Check(zapcore.DebugLevel, msg); ce != nil {
+		ce.Write(append(fields, zap.String("remote_addr", r.RemoteAddr))...)
+	}
+}
+
+// storeError logs a failed store query: at error level at most once a
+// second, so that an outage does not flood the log, and at debug level
+// otherwise.
+func (h *Handler) storeError(err error) {
+	level := zapcore.DebugLevel
+	t := time.Now().UnixNano()
+	if last := h.lastErrLog.Load(); t-last > int64(time.Second) && h.lastErrLog.CompareAndSwap(last, t) {
+		level = zapcore.ErrorLevel
+	}
+	if ce := h.logger.Check(level, "key store unavailable; answering 503"); ce != nil {
+		ce.Write(zap.Error(err))
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,101 @@
+package caddymodule
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Metrics are created once and registered with every config's registry
+// (Caddy serves them at the admin endpoint's /metrics). Labels never hold
+// keys or key ids: their number would be unbounded.
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "api_key",
+		Name:      "requests_total",
+		Help:      "Requests seen by the api_key handler, by result (ok or the error code).",
+	}, []string{"result"})
+
+	cacheCollector = &verifierCollector{
+		lookups: prometheus.NewDesc("caddy_api_key_cache_lookups_total",
+			"Key verifications by where the answer came from: hit, stale, negative or miss.", []string{"result"}, nil),
+		queries: prometheus.NewDesc("caddy_api_key_store_queries_total",
+			"Queries sent to the key store.", nil, nil),
+		errors: prometheus.NewDesc("caddy_api_key_store_errors_total",
+			"Key store queries that failed or timed out.", nil, nil),
+		invalidations: prometheus.NewDesc("caddy_api_key_cache_invalidations_total",
+			"Keys dropped from the cache because they changed.", nil, nil),
+		purges: prometheus.NewDesc("caddy_api_key_cache_purges_total",
+			"Times the whole cache was dropped.", nil, nil),
+	}
+)
+
+// The result label values of requestsTotal, created up front so that
+// every series exists from the start.
+var requestResults = []string{"ok", CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInsufficientScope, CodeStoreUnavailable}
+
+func init() {
+	for _, r := range requestResults {
+		requestsTotal.WithLabelValues(r)
+	}
+}
+
+func countRequest(result string) { requestsTotal.WithLabelValues(result).Inc() }
+
+func registerMetrics(ctx caddy.Context) {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{requestsTotal, cacheCollector} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				ctx.Logger().Warn("registering api_key metrics", zap.Error(err))
+			}
+		}
+	}
+}
+
+// verifierCollector reports the counters of every live cache, summed.
+type verifierCollector struct {
+	lookups, queries, errors, invalidations, purges *prometheus.Desc
+}
+
+func (c *verifierCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lookups
+	ch <- c.queries
+	ch <- c.errors
+	ch <- c.invalidations
+	ch <- c.purges
+}
+
+func (c *verifierCollector) Collect(ch chan<- prometheus.Metric) {
+	var hits, stale, negative, misses, queries, errs, inval, purges uint64
+	verifiers.Range(func(_, val any) bool {
+		s := &val.(*sharedVerifier).Stats
+		hits += s.Hits.Load()
+		stale += s.StaleHits.Load()
+		negative += s.NegativeHits.Load()
+		misses += s.Misses.Load()
+		queries += s.StoreQueries.Load()
+		errs += s.StoreErrors.Load()
+		inval += s.Invalidations.Load()
+		purges += s.Purges.Load()
+		return true
+	})
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(c.lookups, hits, "hit")
+	counter(c.lookups, stale, "stale")
+	counter(c.lookups, negative, "negative")
+	counter(c.lookups, misses, "miss")
+	counter(c.queries, queries)
+	counter(c.errors, errs)
+	counter(c.invalidations, inval)
+	counter(c.purges, purges)
+}

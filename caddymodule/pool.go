@@ -1,0 +1,80 @@
+package caddymodule
+
+import (
+	"context"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/keystore"
+)
+
+// Stores and caches outlive a config: on reload the new handlers find the
+// ones the old handlers used (same settings, same key) and take them
+// over, so a reload neither reconnects to the database nor empties the
+// cache. A setting that changes makes a new key, hence a new object.
+var (
+	stores    = caddy.NewUsagePool() // storeKey -> *sharedStore
+	verifiers = caddy.NewUsagePool() // verifierKey -> *sharedVerifier
+)
+
+// storeKey holds every parameter a store is built from. The pepper check
+// is part of it because the store verifies the pepper when it opens.
+type storeKey struct {
+	dsn         string
+	pepperCheck keystore.Digest
+}
+
+// verifierKey holds every parameter a cache is built from.
+type verifierKey struct {
+	store storeKey
+	cfg   cache.Config
+}
+
+type sharedStore struct {
+	keystore.Store
+}
+
+func (s *sharedStore) Destruct() error {
+	s.Store.Close()
+	return nil
+}
+
+type sharedVerifier struct {
+	*cache.Verifier
+	storeKey storeKey
+}
+
+func (v *sharedVerifier) Destruct() error {
+	v.Verifier.Close()
+	_, err := stores.Delete(v.storeKey)
+	return err
+}
+
+// acquireVerifier returns the cache for key, creating it (and its store)
+// if no handler holds one. Each successful call must be matched by one
+// verifiers.Delete(key).
+func acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifier, error) {
+	val, _, err := verifiers.LoadOrNew(key, func() (caddy.Destructor, error) {
+		st, _, err := stores.LoadOrNew(key.store, func() (caddy.Destructor, error) {
+			s, err := keystore.Open(ctx, key.store.dsn, keystore.Options{PepperCheck: key.store.pepperCheck})
+			if err != nil {
+				return nil, err
+			}
+			return &sharedStore{Store: s}, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		v, err := cache.New(st.(*sharedStore).Store, key.cfg)
+		if err != nil {
+			stores.Delete(key.store)
+			return nil, err
+		}
+		return &sharedVerifier{Verifier: v, storeKey: key.store}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*sharedVerifier), nil
+}

@@ -1,0 +1,115 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// Error codes: stable, machine-readable, documented in docs/errors.md.
+const (
+	CodeMissingKey        = "missing_key"
+	CodeInvalidKey        = "invalid_key"
+	CodeExpiredKey        = "expired_key"
+	CodeInsufficientScope = "insufficient_scope"
+	CodeStoreUnavailable  = "store_unavailable"
+)
+
+// problemTypeBase prefixes the RFC 9457 "type" of every problem; the
+// fragment is the error code.
+const problemTypeBase = "https://github.com/keygate/keygate/blob/main/docs/errors.md#"
+
+// problem is one prepared error answer. Bodies are rendered once at
+// provision time: every malformed, unknown or revoked key gets the very
+// same bytes, and rejecting a flood costs no encoding.
+type problem struct {
+	status  int
+	code    string
+	wwwAuth string // WWW-Authenticate value; empty for none
+	body    []byte
+	length  string
+	err     error // for handle_errors mode: {http.error.message}
+}
+
+type problemJSON struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+}
+
+func newProblem(status int, code, title, detail, wwwAuth string) *problem {
+	body, _ := json.Marshal(problemJSON{
+		Type:   problemTypeBase + code,
+		Title:  title,
+		Status: status,
+		Detail: detail,
+		Code:   code,
+	})
+	body = append(body, '\n')
+	return &problem{
+		status:  status,
+		code:    code,
+		wwwAuth: wwwAuth,
+		body:    body,
+		length:  strconv.Itoa(len(body)),
+		err:     errors.New(code + ": " + detail),
+	}
+}
+
+// problems holds the handler's prepared answers.
+type problems struct {
+	missing, invalid, expired, scope, unavailable *problem
+	retryAfter                                    string
+}
+
+func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems {
+	challenge := `Bearer realm="` + realm + `"`
+	return &problems{
+		missing: newProblem(http.StatusUnauthorized, CodeMissingKey, "API key required",
+			"This API requires an API key.", challenge),
+		invalid: newProblem(http.StatusUnauthorized, CodeInvalidKey, "Invalid API key",
+			"The API key is not valid.", challenge+`, error="invalid_token"`),
+		expired: newProblem(http.StatusUnauthorized, CodeExpiredKey, "API key expired",
+			"The API key has expired.", challenge+`, error="invalid_token", error_description="The API key has expired"`),
+		scope: newProblem(http.StatusForbidden, CodeInsufficientScope, "Insufficient scope",
+			"The API key does not grant the scopes this resource requires: "+strings.Join(scopes, " ")+".",
+			challenge+`, error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`),
+		unavailable: newProblem(http.StatusServiceUnavailable, CodeStoreUnavailable, "Service temporarily unavailable",
+			"The API key could not be checked right now. Retry later.", ""),
+		retryAfter: strconv.Itoa(retryAfterSeconds),
+	}
+}
+
+// reject answers with p: by default with an application/problem+json
+// body; with handle_errors on, by returning the error to Caddy so that the
+// site's handle_errors routes render it. Headers are set either way.
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, p *problem) error {
+	hdr := w.Header()
+	if p.wwwAuth != "" {
+		hdr.Set("WWW-Authenticate", p.wwwAuth)
+	}
+	if p.status == http.StatusServiceUnavailable {
+		hdr.Set("Retry-After", h.problems.retryAfter)
+	}
+	hdr.Set("Cache-Control", "no-store")
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("api_key.error", p.code)
+	}
+	countRequest(p.code)
+	if h.HandleErrors {
+		return caddyhttp.Error(p.status, p.err)
+	}
+	hdr.Set("Content-Type", "application/problem+json")
+	hdr.Set("Content-Length", p.length)
+	w.WriteHeader(p.status)
+	// A client that went away cannot be told; that is not a server error.
+	w.Write(p.body)
+	return nil
+}

@@ -1,0 +1,224 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Where a key can come from.
+const (
+	FromBearer = "bearer"
+	FromHeader = "header"
+	FromQuery  = "query"
+	FromCookie = "cookie"
+)
+
+// KeySource is one place the handler looks for a key.
+type KeySource struct {
+	// From is where to look: "bearer" (the Authorization header with the
+	// Bearer scheme), "header", "query" or "cookie".
+	From string `json:"from"`
+	// Name is the header, query parameter or cookie name. Not used with
+	// "bearer".
+	Name string `json:"name,omitempty"`
+}
+
+// defaultSources are used when none are configured.
+var defaultSources = []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}}
+
+func (s KeySource) String() string {
+	if s.From == FromBearer {
+		return s.From
+	}
+	return s.From + " " + s.Name
+}
+
+// validate checks one source and canonicalises header names.
+func (s *KeySource) validate() error {
+	switch s.From {
+	case FromBearer:
+		if s.Name != "" {
+			return fmt.Errorf("key source 'bearer' takes no name (got %q)", s.Name)
+		}
+	case FromHeader:
+		if !httpguts.ValidHeaderFieldName(s.Name) {
+			return fmt.Errorf("key source 'header' needs a valid header name (got %q)", s.Name)
+		}
+		s.Name = textproto.CanonicalMIMEHeaderKey(s.Name)
+	case FromQuery:
+		if s.Name == "" || strings.ContainsAny(s.Name, "&=#?; ") {
+			return fmt.Errorf("key source 'query' needs a parameter name without '&', '=', '#', '?', ';' or spaces (got %q)", s.Name)
+		}
+	case FromCookie:
+		if !httpguts.ValidHeaderFieldName(s.Name) {
+			return fmt.Errorf("key source 'cookie' needs a valid cookie name (got %q)", s.Name)
+		}
+	case "":
+		return fmt.Errorf("key source has no 'from' (use bearer, header, query or cookie)")
+	default:
+		return fmt.Errorf("unknown key source %q (use bearer, header, query or cookie)", s.From)
+	}
+	return nil
+}
+
+// extractResult says what extract found. A source holding more than one
+// value is ambiguous: taking either would let a client smuggle a second key
+// past the one that was checked.
+type extractResult int
+
+const (
+	keyAbsent extractResult = iota
+	keyFound
+	keyAmbiguous
+)
+
+// extract returns the key from the first source that has one. A source
+// present more than once (two X-API-Key headers, say) is ambiguous.
+func extract(r *http.Request, sources []KeySource) (string, extractResult) {
+	for _, s := range sources {
+		switch s.From {
+		case FromBearer:
+			vals := r.Header.Values("Authorization")
+			var found string
+			n := 0
+			for _, v := range vals {
+				if tok, ok := bearerToken(v); ok {
+					found = tok
+					n++
+				}
+			}
+			if n > 1 {
+				return "", keyAmbiguous
+			}
+			if n == 1 {
+				return found, keyFound
+			}
+		case FromHeader:
+			vals := r.Header[s.Name]
+			if len(vals) > 1 {
+				return "", keyAmbiguous
+			}
+			if len(vals) == 1 {
+				if v := strings.TrimSpace(vals[0]); v != "" {
+					return v, keyFound
+				}
+			}
+		case FromQuery:
+			if r.URL.RawQuery == "" {
+				continue
+			}
+			vals := queryValues(r.URL.RawQuery, s.Name)
+			if len(vals) > 1 {
+				return "", keyAmbiguous
+			}
+			if len(vals) == 1 && vals[0] != "" {
+				return vals[0], keyFound
+			}
+		case FromCookie:
+			cookies := r.CookiesNamed(s.Name)
+			if len(cookies) > 1 {
+				return "", keyAmbiguous
+			}
+			if len(cookies) == 1 && cookies[0].Value != "" {
+				return cookies[0].Value, keyFound
+			}
+		}
+	}
+	return "", keyAbsent
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// value; the scheme is case-insensitive (RFC 9110, section 11.1).
+func bearerToken(v string) (string, bool) {
+	const scheme = "bearer "
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	return strings.TrimSpace(v[len(scheme):]), true
+}
+
+// queryValues returns the decoded values of name in a raw query.
+func queryValues(raw, name string) []string {
+	var out []string
+	for part := range strings.SplitSeq(raw, "&") {
+		k, v, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(k); err != nil || k != name {
+			continue
+		}
+		if dv, err := url.QueryUnescape(v); err == nil {
+			out = append(out, dv)
+		} else {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// strip removes every configured source from the request, so that the key
+// (or a second key a client tried to smuggle) never reaches the upstream.
+// It edits the request in place, leaving everything else byte for byte as
+// the client sent it: a legacy upstream may care about parameter order.
+func strip(r *http.Request, sources []KeySource) {
+	for _, s := range sources {
+		switch s.From {
+		case FromBearer:
+			vals := r.Header.Values("Authorization")
+			kept := vals[:0:0]
+			for _, v := range vals {
+				if _, ok := bearerToken(v); !ok {
+					kept = append(kept, v)
+				}
+			}
+			if len(kept) == len(vals) {
+				continue
+			}
+			if len(kept) == 0 {
+				r.Header.Del("Authorization")
+			} else {
+				r.Header["Authorization"] = kept
+			}
+		case FromHeader:
+			r.Header.Del(s.Name)
+		case FromQuery:
+			if r.URL.RawQuery == "" {
+				continue
+			}
+			var kept []string
+			for part := range strings.SplitSeq(r.URL.RawQuery, "&") {
+				k, _, _ := strings.Cut(part, "=")
+				if dk, err := url.QueryUnescape(k); err == nil && dk == s.Name {
+					continue
+				}
+				kept = append(kept, part)
+			}
+			r.URL.RawQuery = strings.Join(kept, "&")
+			r.URL.ForceQuery = false
+			r.RequestURI = r.URL.RequestURI()
+		case FromCookie:
+			vals := r.Header.Values("Cookie")
+			if len(vals) == 0 {
+				continue
+			}
+			var kept []string
+			for _, line := range vals {
+				for part := range strings.SplitSeq(line, ";") {
+					name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+					if name == s.Name || strings.TrimSpace(part) == "" {
+						continue
+					}
+					kept = append(kept, strings.TrimSpace(part))
+				}
+			}
+			if len(kept) == 0 {
+				r.Header.Del("Cookie")
+			} else {
+				r.Header.Set("Cookie", strings.Join(kept, "; "))
+			}
+		}
+	}
+}
