@@ -175,12 +175,12 @@ func New(store Lookuper, cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("creating negative key cache: %w", err)
 	}
 	return &Verifier{
-		store:  store,
-		cfg:    cfg,
-		now:    time.Now,
-		pos:    pos,
-		neg:    neg,
-		sem:    make(chan struct{}, cfg.MaxQueries),
+		store: store,
+		cfg:   cfg,
+		now:   time.Now,
+		pos:   pos,
+		neg:   neg,
+		sem:   make(chan struct{}, cfg.MaxQueries),
 	}, nil
 }
 
