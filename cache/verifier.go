@@ -12,7 +12,9 @@
 //
 // Invalidate and Purge drop entries when keys change; entries filled by a
 // query that overlapped an invalidation are not kept, so a revocation can
-// never be undone by a slow query that read the old row.
+// never be undone by a slow query that read the old row. An Invalidator
+// calls them for every change the store reports, and while it cannot (its
+// connection is down) the Verifier trusts entries for DegradedTTL only.
 package cache
 
 import (
@@ -64,6 +66,10 @@ type Config struct {
 	QueryTimeout time.Duration
 	// MaxQueries bounds concurrent store queries. Default 16.
 	MaxQueries int
+	// DegradedTTL replaces TTL while key changes are not being delivered
+	// (an Invalidator lost its connection), so that a change is still
+	// seen quickly. Default 1s.
+	DegradedTTL time.Duration
 }
 
 // Defaults for Config.
@@ -74,6 +80,7 @@ const (
 	DefaultNegativeTTL     = 10 * time.Second
 	DefaultQueryTimeout    = 2 * time.Second
 	DefaultMaxQueries      = 16
+	DefaultDegradedTTL     = time.Second
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -96,6 +103,10 @@ func (c Config) WithDefaults() Config {
 	if c.MaxQueries <= 0 {
 		c.MaxQueries = DefaultMaxQueries
 	}
+	if c.DegradedTTL <= 0 {
+		c.DegradedTTL = DefaultDegradedTTL
+	}
+	c.DegradedTTL = min(c.DegradedTTL, c.TTL)
 	return c
 }
 
@@ -143,6 +154,7 @@ type Verifier struct {
 	epoch atomic.Uint64
 
 	storeDown atomic.Bool // the last store query failed
+	degraded  atomic.Bool // changes are not being delivered: use DegradedTTL
 
 	mu         sync.Mutex // guards closed against new background work
 	closed     bool
@@ -201,7 +213,11 @@ func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key
 	epoch := v.epoch.Load()
 	if e, ok := v.pos.Get(slot(d)); ok && e.epoch == epoch && e.key.Digest == d {
 		age := now.Sub(e.fetched)
-		if age <= v.cfg.TTL {
+		ttl := v.cfg.TTL
+		if v.degraded.Load() {
+			ttl = v.cfg.DegradedTTL
+		}
+		if age <= ttl {
 			v.Stats.Hits.Add(1)
 			return e.key, nil
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/keystore"
@@ -31,21 +32,43 @@ type verifierKey struct {
 	cfg   cache.Config
 }
 
+// sharedStore is a store and the one watch on it that keeps every cache
+// over it coherent.
 type sharedStore struct {
 	keystore.Store
+	invalidator *cache.Invalidator
+}
+
+func newSharedStore(s keystore.Store, dsn string) *sharedStore {
+	logger := caddy.Log().Named("http.handlers.api_key")
+	db := keystore.RedactDSN(dsn)
+	return &sharedStore{
+		Store: s,
+		invalidator: cache.StartInvalidator(s, func(ok bool, err error) {
+			if ok {
+				logger.Info("watching key store for changes", zap.String("database", db))
+			} else {
+				logger.Warn("key change watch interrupted; cached keys are re-checked every second until it is back",
+					zap.String("database", db), zap.Error(err))
+			}
+		}),
+	}
 }
 
 func (s *sharedStore) Destruct() error {
+	s.invalidator.Stop()
 	s.Store.Close()
 	return nil
 }
 
 type sharedVerifier struct {
 	*cache.Verifier
+	store    *sharedStore
 	storeKey storeKey
 }
 
 func (v *sharedVerifier) Destruct() error {
+	v.store.invalidator.Remove(v.Verifier)
 	v.Verifier.Close()
 	_, err := stores.Delete(v.storeKey)
 	return err
@@ -61,17 +84,19 @@ func acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifier, err
 			if err != nil {
 				return nil, err
 			}
-			return &sharedStore{Store: s}, nil
+			return newSharedStore(s, key.store.dsn), nil
 		})
 		if err != nil {
 			return nil, err
 		}
-		v, err := cache.New(st.(*sharedStore).Store, key.cfg)
+		store := st.(*sharedStore)
+		v, err := cache.New(store.Store, key.cfg)
 		if err != nil {
 			stores.Delete(key.store)
 			return nil, err
 		}
-		return &sharedVerifier{Verifier: v, storeKey: key.store}, nil
+		store.invalidator.Add(v)
+		return &sharedVerifier{Verifier: v, store: store, storeKey: key.store}, nil
 	})
 	if err != nil {
 		return nil, err

@@ -42,6 +42,10 @@ type Store interface {
 	// it applied. Opening a store migrates too; this is for operators who
 	// want to do it as a separate step.
 	Migrate(ctx context.Context) ([]int, error)
+	// Watch reports key changes made by any process to h until ctx ends,
+	// reconnecting as needed; it returns ctx.Err(). PostgreSQL uses
+	// LISTEN/NOTIFY, SQLite polls a change log.
+	Watch(ctx context.Context, h ChangeHandler) error
 	// SchemaVersion returns the newest applied migration.
 	SchemaVersion(ctx context.Context) (int, error)
 	// Close releases the store's connections.

@@ -1,0 +1,203 @@
+package keystore
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/internal/pgtest"
+)
+
+// recorder is a ChangeHandler that remembers what it was told.
+type recorder struct {
+	mu      sync.Mutex
+	changed []Digest
+	resyncs int
+	healthy bool
+	downs   int
+	signal  chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{signal: make(chan struct{}, 100)} }
+
+func (r *recorder) KeyChanged(d Digest) { r.do(func() { r.changed = append(r.changed, d) }) }
+func (r *recorder) Resync()             { r.do(func() { r.resyncs++ }) }
+func (r *recorder) Healthy(ok bool, err error) {
+	r.do(func() {
+		r.healthy = ok
+		if !ok {
+			r.downs++
+		}
+	})
+}
+
+func (r *recorder) do(f func()) {
+	r.mu.Lock()
+	f()
+	r.mu.Unlock()
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor polls cond (under the lock) until it holds or 10s pass.
+func (r *recorder) waitFor(t *testing.T, what string, cond func(r *recorder) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		ok := cond(r)
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-r.signal:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (r *recorder) saw(d Digest) bool {
+	for _, c := range r.changed {
+		if c == d {
+			return true
+		}
+	}
+	return false
+}
+
+func startWatch(t *testing.T, s Store) *recorder {
+	r := newRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, r)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	r.waitFor(t, "the watch to start", func(r *recorder) bool { return r.healthy && r.resyncs == 1 })
+	return r
+}
+
+// TestWatchSeesChangesFromOtherProcesses: a second Store on the same
+// database stands in for the CLI in another process.
+func TestWatchSeesChangesFromOtherProcesses(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		dsn := kind.newDSN(t)
+		h := testHasher(t)
+		gateway := openT(t, dsn, Options{})
+		cli := openT(t, dsn, Options{})
+		r := startWatch(t, gateway)
+
+		_, rec, err := Issue(ctx, cli, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.waitFor(t, "the creation", func(r *recorder) bool { return r.saw(rec.Digest) })
+		r.mu.Lock()
+		r.changed = nil
+		r.mu.Unlock()
+		start := time.Now()
+		if _, _, err := cli.Revoke(ctx, rec.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		r.waitFor(t, "the revocation", func(r *recorder) bool { return r.saw(rec.Digest) })
+		t.Logf("revocation seen after %v", time.Since(start))
+	})
+}
+
+// TestWatchReconnectResyncs kills the PostgreSQL listening connection: the
+// watch must report the outage, reconnect, and ask for a resync, because
+// notifications sent in the gap are lost.
+func TestWatchReconnectResyncs(t *testing.T) {
+	kind := storeKinds[1]
+	ctx := ctxT(t)
+	dsn := kind.newDSN(t)
+	s := openT(t, dsn, Options{})
+	r := startWatch(t, s)
+
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN `+notifyChannel+`'`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("terminating the listener: %v (%d rows)", err, tag.RowsAffected())
+	}
+	r.waitFor(t, "the outage to be reported", func(r *recorder) bool { return r.downs >= 1 })
+	r.waitFor(t, "the reconnection and resync", func(r *recorder) bool { return r.healthy && r.resyncs >= 2 })
+
+	// And it still delivers changes afterwards.
+	_, rec, err := Issue(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "after"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor(t, "a change after reconnecting", func(r *recorder) bool { return r.saw(rec.Digest) })
+}
+
+// TestWatchDetectsSilentConnectionLoss: a listener whose connection goes
+// silent (a partition: no FIN, no RST, nothing) must notice through its
+// periodic ping, report the outage and reconnect, even though no
+// notification or error ever arrives on the old connection.
+func TestWatchDetectsSilentConnectionLoss(t *testing.T) {
+	old := listenPing
+	listenPing = 100 * time.Millisecond
+	t.Cleanup(func() { listenPing = old })
+	dsn := storeKinds[1].newDSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := pgtest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr
+	s := openT(t, u.String(), Options{})
+	r := startWatch(t, s)
+
+	// Idle ping rounds alone must not cause reconnects.
+	time.Sleep(5 * listenPing)
+	r.mu.Lock()
+	downs := r.downs
+	r.mu.Unlock()
+	if downs != 0 {
+		t.Fatalf("an idle, healthy listener reconnected %d times", downs)
+	}
+
+	proxy.Freeze()
+	r.waitFor(t, "the silent loss to be noticed", func(r *recorder) bool { return r.downs >= 1 })
+	r.waitFor(t, "a new connection and a resync", func(r *recorder) bool { return r.healthy && r.resyncs >= 2 })
+}
+
+func TestSQLiteChangeLogGapResyncs(t *testing.T) {
+	ctx := ctxT(t)
+	dsn := storeKinds[0].newDSN(t)
+	s := openT(t, dsn, Options{}).(*sqliteStore)
+	r := newRecorder()
+	h := testHasher(t)
+	_, a, _ := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+	_, b, _ := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "b"})
+	// Pretend we saw nothing since seq 0 and the log lost entry 1.
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM keygate_key_changes WHERE seq = 1"); err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.pollChanges(ctx, r, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.resyncs != 1 || !r.saw(b.Digest) || r.saw(a.Digest) || last != 2 {
+		t.Fatalf("gap: resyncs %d, last %d, changes %d", r.resyncs, last, len(r.changed))
+	}
+}
