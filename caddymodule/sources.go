@@ -189,34 +189,45 @@ func strip(r *http.Request, sources []KeySource) {
 				continue
 			}
 			var kept []string
+			removed := false
 			for part := range strings.SplitSeq(r.URL.RawQuery, "&") {
 				k, _, _ := strings.Cut(part, "=")
 				if dk, err := url.QueryUnescape(k); err == nil && dk == s.Name {
+					removed = true
 					continue
 				}
 				kept = append(kept, part)
 			}
-			r.URL.RawQuery = strings.Join(kept, "&")
-			r.URL.ForceQuery = false
-			r.RequestURI = r.URL.RequestURI()
-		case FromCookie:
-			vals := r.Header.Values("Cookie")
-			if len(vals) == 0 {
-				continue
+			if removed {
+				r.URL.RawQuery = strings.Join(kept, "&")
+				r.URL.ForceQuery = false
+				r.RequestURI = r.URL.RequestURI()
 			}
+		case FromCookie:
+			// Split the way net/http reads cookies, so that whatever
+			// extract could have found is what gets removed.
+			vals := r.Header.Values("Cookie")
 			var kept []string
+			removed := false
 			for _, line := range vals {
 				for part := range strings.SplitSeq(line, ";") {
-					name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-					if name == s.Name || strings.TrimSpace(part) == "" {
+					part = textproto.TrimString(part)
+					if part == "" {
 						continue
 					}
-					kept = append(kept, strings.TrimSpace(part))
+					name, _, _ := strings.Cut(part, "=")
+					if textproto.TrimString(name) == s.Name {
+						removed = true
+						continue
+					}
+					kept = append(kept, part)
 				}
 			}
-			if len(kept) == 0 {
+			switch {
+			case !removed:
+			case len(kept) == 0:
 				r.Header.Del("Cookie")
-			} else {
+			default:
 				r.Header.Set("Cookie", strings.Join(kept, "; "))
 			}
 		}
