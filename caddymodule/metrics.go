@@ -37,13 +37,16 @@ var (
 // every series exists from the start.
 var requestResults = []string{"ok", CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInsufficientScope, CodeStoreUnavailable}
 
+// requestCounters avoids a label lookup per request.
+var requestCounters = map[string]prometheus.Counter{}
+
 func init() {
 	for _, r := range requestResults {
-		requestsTotal.WithLabelValues(r)
+		requestCounters[r] = requestsTotal.WithLabelValues(r)
 	}
 }
 
-func countRequest(result string) { requestsTotal.WithLabelValues(result).Inc() }
+func countRequest(result string) { requestCounters[result].Inc() }
 
 func registerMetrics(ctx caddy.Context) {
 	reg := ctx.GetMetricsRegistry()

@@ -1,0 +1,70 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// BenchmarkServeHTTP measures the handler's own cost per request (no
+// network): a valid key served from the cache, and a malformed key.
+func BenchmarkServeHTTP(b *testing.B) {
+	dir := b.TempDir()
+	dsn := "sqlite:" + filepath.Join(dir, "keys.db")
+	pepper := "0123456789abcdef0123456789abcdef"
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{Database: dsn, Pepper: pepper}
+	if err := h.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer h.Cleanup()
+	store, err := keystore.Open(context.Background(), dsn, keystore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	hasher, _ := keystore.NewHasher([]byte(pepper))
+	format, _ := keystore.NewFormat("")
+	key, _, err := keystore.Issue(context.Background(), store, format, hasher, keystore.NewKeyParams{Name: "bench", Owner: "acme", Scopes: []string{"a"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	for _, c := range []struct{ name, key string }{
+		{"valid", key},
+		{"malformed", key[:len(key)-1] + "!"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := httptest.NewRequest("GET", "/orders", nil)
+				r.Header.Set("Authorization", "Bearer "+c.key)
+				repl := caddy.NewReplacer()
+				r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r, next)
+			}
+		})
+	}
+}
+
+// BenchmarkRequestSetup is the part of BenchmarkServeHTTP that is not the
+// handler, to subtract.
+func BenchmarkRequestSetup(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest("GET", "/orders", nil)
+		r.Header.Set("Authorization", "Bearer x")
+		repl := caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		_ = httptest.NewRecorder()
+	}
+}

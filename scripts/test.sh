@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs Keygate's whole test suite: formatting, vet, every test with the
+# race detector (unit, store conformance on SQLite and PostgreSQL, and the
+# end-to-end tests that start real Caddy processes), then a short run of
+# every fuzz target.
+#
+# PostgreSQL: tests use KEYGATE_TEST_DATABASE_URL (default
+# postgres://postgres@127.0.0.1:5432/test) and create a database of their
+# own there. If the server is not running, this script tries to start the
+# local cluster. Without PostgreSQL the PostgreSQL tests are skipped,
+# unless CI=true, where they fail.
+#
+# Environment: FUZZTIME (default 10s per fuzz target), TESTFLAGS (extra
+# flags for go test, e.g. "-run TestX -v").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+pg_url=${KEYGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+pg_up() { pg_isready -q -d "$pg_url" 2>/dev/null; }
+
+step "PostgreSQL"
+if ! command -v pg_isready >/dev/null 2>&1; then
+	echo "pg_isready not found (Debian: apt-get install postgresql-client)"
+	[ "${CI:-}" = true ] && exit 1
+elif pg_up; then
+	echo "reachable at ${pg_url%%\?*}"
+else
+	if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+		echo "not running; starting the local cluster"
+		for v in $(ls /etc/postgresql); do
+			pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+		done
+		for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+	fi
+	if pg_up; then
+		echo "started"
+	elif [ "${CI:-}" = true ]; then
+		echo "PostgreSQL is required under CI=true and is not reachable at $pg_url" >&2
+		exit 1
+	else
+		echo "not reachable: PostgreSQL tests will be skipped"
+	fi
+fi
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+# shellcheck disable=SC2086
+go test -race -count=1 -timeout 20m ${TESTFLAGS:-} ./...
+
+step "fuzz (${FUZZTIME:-10s} per target)"
+for pkg in $(go list ./...); do
+	dir=$(go list -f '{{.Dir}}' "$pkg")
+	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+		echo "$pkg $target"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" >/dev/null
+	done
+done
+
+step "all tests passed"
