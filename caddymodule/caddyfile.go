@@ -85,6 +85,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case args[0] == FromBearer && len(args) == 1:
 			case args[0] == FromBearer:
 				return d.Errf("from bearer takes no name")
+			case args[0] != FromHeader && args[0] != FromQuery && args[0] != FromCookie:
+				return d.Errf("unknown key source %q (use bearer, header <name>, query <name> or cookie <name>)", args[0])
 			case len(args) != 2:
 				return d.Errf("from %s needs exactly one name", args[0])
 			default:

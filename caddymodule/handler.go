@@ -332,7 +332,8 @@ func resolvePepper(repl *caddy.Replacer, configured, dsn string) ([]byte, error)
 		}
 		return p, nil
 	}
-	p, err := repl.ReplaceOrErr(configured, true, true)
+	// An empty placeholder is reported below, with a hint.
+	p, err := repl.ReplaceOrErr(configured, false, true)
 	if err != nil {
 		return nil, fmt.Errorf("pepper: %v", err)
 	}

@@ -1,0 +1,344 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+func TestParseExpiry(t *testing.T) {
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in      string
+		want    time.Time
+		wantErr string
+	}{
+		{in: "", want: time.Time{}},
+		{in: "30d", want: now.Add(30 * 24 * time.Hour)},
+		{in: "12h", want: now.Add(12 * time.Hour)},
+		{in: "1d12h", want: now.Add(36 * time.Hour)},
+		{in: "90s", want: now.Add(90 * time.Second)},
+		{in: "2030-06-01T08:30:00Z", want: time.Date(2030, 6, 1, 8, 30, 0, 0, time.UTC)},
+		{in: "2030-06-01T08:30:00+02:00", want: time.Date(2030, 6, 1, 6, 30, 0, 0, time.UTC)},
+		{in: "2030-06-01T08:30:00.25Z", want: time.Date(2030, 6, 1, 8, 30, 0, 250e6, time.UTC)},
+		{in: "2030-06-01", want: time.Date(2030, 6, 1, 0, 0, 0, 0, time.UTC)},
+		{in: "2030-01-02", want: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)},
+
+		{in: "0s", wantErr: "the duration must be positive"},
+		{in: "0d", wantErr: "the duration must be positive"},
+		{in: "-1h", wantErr: "the duration must be positive"},
+		{in: "2029-12-31T23:59:59Z", wantErr: "is in the past"},
+		{in: "2030-01-01T12:00:00Z", wantErr: "is in the past"}, // now is not the future
+		{in: "2030-01-01", wantErr: "is in the past"},           // midnight, before noon
+		{in: "1999-01-01", wantErr: "is in the past"},
+		{in: "tomorrow", wantErr: "is neither a duration"},
+		{in: "30", wantErr: "is neither a duration"},
+		{in: "2030-13-01", wantErr: "is neither a duration"},
+		{in: "2030-06-01 08:30:00", wantErr: "is neither a duration"},
+		{in: "01/06/2030", wantErr: "is neither a duration"},
+	}
+	for _, tt := range tests {
+		got, err := parseExpiry(tt.in, now)
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseExpiry(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+		case err != nil:
+			t.Errorf("parseExpiry(%q): %v", tt.in, err)
+		case !got.Equal(tt.want):
+			t.Errorf("parseExpiry(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseMetadata(t *testing.T) {
+	tests := []struct {
+		in      []string
+		want    map[string]string
+		wantErr string
+	}{
+		{in: nil, want: nil},
+		{in: []string{}, want: nil},
+		{in: []string{"team=core"}, want: map[string]string{"team": "core"}},
+		// Only the first '=' separates; values may be empty.
+		{in: []string{"a=1", "url=https://x/?q=1", "empty="}, want: map[string]string{"a": "1", "url": "https://x/?q=1", "empty": ""}},
+		{in: []string{"team"}, wantErr: `--metadata "team" is not key=value`},
+		{in: []string{"a=1", "b"}, wantErr: `--metadata "b" is not key=value`},
+		{in: []string{"a=1", "a=2"}, wantErr: `--metadata key "a" given twice`},
+		{in: []string{"a=1", "a=1"}, wantErr: `--metadata key "a" given twice`},
+	}
+	for _, tt := range tests {
+		got, err := parseMetadata(tt.in)
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("parseMetadata(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+		case err != nil:
+			t.Errorf("parseMetadata(%q): %v", tt.in, err)
+		case !reflect.DeepEqual(got, tt.want):
+			t.Errorf("parseMetadata(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestKeyIDArg(t *testing.T) {
+	format, _ := keystore.NewFormat("")
+	key, id, err := format.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, _ := keystore.NewFormat("acme_live")
+	longKey, _, err := long.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		in      string
+		wantErr string
+	}{
+		{in: id},
+		{in: "AbCdEf123456"},
+		{in: key, wantErr: "looks like a key"},
+		{in: longKey, wantErr: "looks like a key"},
+		{in: "", wantErr: "is not a key id"},
+		{in: "abc", wantErr: `"abc" is not a key id`},
+		{in: "AbCdEf1234567", wantErr: "is not a key id"},
+		{in: "AbCdEf12345!", wantErr: "is not a key id"},
+		{in: "kg_" + id, wantErr: "is not a key id"},
+	}
+	for _, tt := range tests {
+		got, err := keyIDArg(tt.in)
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("keyIDArg(%q) = %q, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			// The error must not echo a key back into a terminal or log.
+			if err != nil && len(tt.in) > 40 && strings.Contains(err.Error(), tt.in) {
+				t.Errorf("keyIDArg error quotes the key: %v", err)
+			}
+		case err != nil || got != tt.in:
+			t.Errorf("keyIDArg(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+}
+
+// runCLI runs `caddy api-key <args>` in-process, with the command tree
+// built by the very CobraFunc that command.go registers with Caddy.
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	reg, ok := caddycmd.Commands()["api-key"]
+	if !ok || reg.CobraFunc == nil {
+		t.Fatal("the api-key command is not registered")
+	}
+	// Mounted under a root as in Caddy: cobra treats a root command's
+	// arguments differently from a subcommand's.
+	root := &cobra.Command{Use: "caddy", SilenceUsage: true, SilenceErrors: true}
+	cmd := &cobra.Command{Use: reg.Name}
+	reg.CobraFunc(cmd)
+	root.AddCommand(cmd)
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{reg.Name}, args...))
+	err = root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+// cliEnvironment isolates the CLI from the caller's environment.
+func cliEnvironment(t *testing.T) {
+	for _, name := range []string{"KEYGATE_DATABASE", "KEYGATE_PEPPER", "KEYGATE_PREFIX"} {
+		t.Setenv(name, "")
+	}
+}
+
+func TestCLILifecycle(t *testing.T) {
+	cliEnvironment(t)
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	db := "--database=" + dsn
+
+	// create, without a pepper: the embedded store's pepper file is made.
+	out, errOut, err := runCLI(t, "create", db, "--name", "billing", "--owner", "acme",
+		"--scopes", "write,read", "--scopes", "read", "--metadata", "team=core", "--expires", "30d", "--json")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	var created struct {
+		ID        string            `json:"id"`
+		Key       string            `json:"key"`
+		Name      string            `json:"name"`
+		Owner     string            `json:"owner"`
+		Scopes    []string          `json:"scopes"`
+		Metadata  map[string]string `json:"metadata"`
+		Hint      string            `json:"hint"`
+		ExpiresAt time.Time         `json:"expires_at"`
+		Digest    any               `json:"digest"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatalf("create --json printed %q: %v", out, err)
+	}
+	format, _ := keystore.NewFormat("")
+	parsed, err := format.Parse(created.Key)
+	if err != nil || parsed.ID != created.ID || !keystore.ValidID(created.ID) {
+		t.Fatalf("created id %q, key parse: %v", created.ID, err)
+	}
+	if created.Name != "billing" || created.Owner != "acme" || !reflect.DeepEqual(created.Scopes, []string{"read", "write"}) ||
+		created.Metadata["team"] != "core" || created.Digest != nil || !strings.HasPrefix(created.Hint, "kg_"+created.ID) {
+		t.Errorf("create --json: %s", out)
+	}
+	if d := time.Until(created.ExpiresAt); d < 29*24*time.Hour || d > 31*24*time.Hour {
+		t.Errorf("expires_at %v is not 30 days from now", created.ExpiresAt)
+	}
+	id := created.ID
+
+	// The gateway on the same store (and the same generated pepper)
+	// accepts the key the CLI printed.
+	h := provision(t, &Handler{Database: dsn})
+	if s := serve(h, newRequest("/", bearer(created.Key))); s.next == nil {
+		t.Fatalf("gateway refused the CLI's key: %d %s", s.rec.Code, s.rec.Body)
+	}
+
+	// create in text mode prints only the key on stdout.
+	out, errOut, err = runCLI(t, "create", db, "--name", "second")
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	second := strings.TrimSpace(out)
+	if _, err := format.Parse(second); err != nil || strings.Count(out, "\n") != 1 {
+		t.Errorf("create printed %q: %v", out, err)
+	}
+	if !strings.Contains(errOut, "shown only this once") || strings.Contains(errOut, second) {
+		t.Errorf("create stderr %q", errOut)
+	}
+
+	out, _, err = runCLI(t, "list", db, "--json")
+	var listed []keystore.Key
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 2 || listed[0].ID != id {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "list", db, "--owner", "acme")
+	if err != nil || !strings.HasPrefix(out, "ID") || !strings.Contains(out, id) || strings.Count(out, "\n") != 2 {
+		t.Errorf("list --owner acme: %v\n%s", err, out)
+	}
+
+	out, _, err = runCLI(t, "show", id, db)
+	if err != nil || !strings.Contains(out, "ID:") || !strings.Contains(out, id) || !strings.Contains(out, "active") ||
+		!strings.Contains(out, "Metadata team:") {
+		t.Errorf("show: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "show", id, db, "--json")
+	var shown keystore.Key
+	if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.ID != id || shown.Name != "billing" {
+		t.Errorf("show --json: %v\n%s", err, out)
+	}
+
+	out, _, err = runCLI(t, "revoke", id, db)
+	if err != nil || !strings.HasPrefix(out, "Revoked key "+id+" at ") {
+		t.Errorf("revoke: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", id, db)
+	if err != nil || !strings.HasPrefix(out, "Key "+id+" was already revoked at ") {
+		t.Errorf("second revoke: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", id, db, "--json")
+	if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.RevokedAt.IsZero() {
+		t.Errorf("revoke --json: %v\n%s", err, out)
+	}
+
+	// Revoked keys leave the default list but stay in --all.
+	out, _, err = runCLI(t, "list", db, "--json")
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 1 || listed[0].ID == id {
+		t.Errorf("list after revoke: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "list", db, "--all", "--limit", "1", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 1 || listed[0].ID != id || listed[0].RevokedAt.IsZero() {
+		t.Errorf("list --all --limit 1: %v\n%s", err, out)
+	}
+
+	out, _, err = runCLI(t, "migrate", db)
+	if err != nil || !strings.Contains(out, "is up to date (schema version ") {
+		t.Errorf("migrate: %v\n%s", err, out)
+	}
+
+	// KEYGATE_DATABASE stands in for --database.
+	t.Setenv("KEYGATE_DATABASE", dsn)
+	out, _, err = runCLI(t, "show", id)
+	if err != nil || !strings.Contains(out, "revoked") {
+		t.Errorf("show with KEYGATE_DATABASE: %v\n%s", err, out)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	cliEnvironment(t)
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	db := "--database=" + dsn
+	if _, _, err := runCLI(t, "create", db, "--name", "seed"); err != nil {
+		t.Fatal(err)
+	}
+	format, _ := keystore.NewFormat("")
+	key, _, _ := format.Generate()
+	wrongPepper := strings.Repeat("p", 40)
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"create without name", []string{"create", db}, "--name is required"},
+		{"create blank name", []string{"create", db, "--name", " "}, "name is required"},
+		{"create bad expires", []string{"create", db, "--name", "x", "--expires", "someday"}, "is neither a duration"},
+		{"create negative expires", []string{"create", db, "--name", "x", "--expires=-1h"}, "must be positive"},
+		{"create past expires", []string{"create", db, "--name", "x", "--expires", "2001-01-01"}, "is in the past"},
+		{"create bad metadata", []string{"create", db, "--name", "x", "--metadata", "novalue"}, "is not key=value"},
+		{"create duplicate metadata", []string{"create", db, "--name", "x", "--metadata", "a=1", "--metadata", "a=2"}, "given twice"},
+		{"create bad scope", []string{"create", db, "--name", "x", "--scopes", "bad scope"}, `scope "bad scope"`},
+		{"create bad prefix", []string{"create", db, "--name", "x", "--prefix", "bad__prefix"}, "--prefix:"},
+		{"create extra argument", []string{"create", db, "--name", "x", "extra"}, `unknown command "extra"`},
+		// A wrong pepper is refused before a key is made.
+		{"create wrong pepper", []string{"create", db, "--name", "x", "--pepper", wrongPepper}, "pepper does not match"},
+		{"create short pepper", []string{"create", db, "--name", "x", "--pepper", "short"}, "pepper is too short"},
+		{"create postgres without pepper", []string{"create", "--database=postgres://u@127.0.0.1:1/db", "--name", "x"}, "pepper is required with PostgreSQL"},
+		{"unsupported database", []string{"list", "--database=mysql://u:hunter2@127.0.0.1/db"}, "unsupported database"},
+		{"list negative limit", []string{"list", db, "--limit", "-1"}, "--limit must not be negative"},
+		{"zero timeout", []string{"list", db, "--timeout", "0s"}, "--timeout must be positive"},
+		{"show bad id", []string{"show", db, "abc"}, `"abc" is not a key id`},
+		{"show a key", []string{"show", db, key}, "looks like a key"},
+		{"show unknown id", []string{"show", db, "AAAAAAAAAAAA"}, "no key with id AAAAAAAAAAAA"},
+		{"show without id", []string{"show", db}, "accepts 1 arg(s)"},
+		{"revoke unknown id", []string{"revoke", db, "AAAAAAAAAAAA"}, "no key with id AAAAAAAAAAAA"},
+		{"revoke bad id", []string{"revoke", db, "not-an-id"}, "is not a key id"},
+		{"revoke a key", []string{"revoke", db, key}, "looks like a key"},
+		{"migrate extra argument", []string{"migrate", db, "now"}, `unknown command "now"`},
+		{"unknown subcommand", []string{"nope"}, `unknown subcommand "nope"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, err := runCLI(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q\nstdout %s\nstderr %s", err, tt.wantErr, out, errOut)
+			}
+			for _, secret := range []string{key, "hunter2", wrongPepper} {
+				if strings.Contains(fmt.Sprint(err, out, errOut), secret) {
+					t.Errorf("output reveals a secret: %v %s %s", err, out, errOut)
+				}
+			}
+		})
+	}
+	// None of the failed creates made a key.
+	out, _, err := runCLI(t, "list", db, "--all", "--json")
+	var listed []keystore.Key
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 1 {
+		t.Errorf("after failed creates the store holds %s (%v)", out, err)
+	}
+}
