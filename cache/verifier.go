@@ -211,16 +211,18 @@ func slot(d keystore.Digest) uint64 { return binary.LittleEndian.Uint64(d[:8]) }
 func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
 	now := v.now()
 	epoch := v.epoch.Load()
-	if e, ok := v.pos.Get(slot(d)); ok && e.epoch == epoch && e.key.Digest == d {
+	if e, ok := v.pos.Get(slot(d)); ok && e.key.Digest == d {
 		age := now.Sub(e.fetched)
 		ttl := v.cfg.TTL
 		if v.degraded.Load() {
 			ttl = v.cfg.DegradedTTL
 		}
-		if age <= ttl {
+		if age <= ttl && e.epoch == epoch {
 			v.Stats.Hits.Add(1)
 			return e.key, nil
 		}
+		// Too old, or from before a Purge: ask the store, but keep the
+		// entry as a fallback should the store fail.
 		if age <= v.cfg.TTL+v.cfg.MaxStale {
 			return v.refreshStale(ctx, d, e)
 		}
@@ -232,7 +234,8 @@ func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key
 	return v.miss(ctx, d)
 }
 
-// refreshStale answers for an entry past its TTL but within MaxStale.
+// refreshStale answers for an entry that must be re-read (past its TTL,
+// or purged) but may still be served for a while if the store fails.
 // While the store answers, it asks the store first, so a change is seen as
 // soon as TTL runs out. While the store is failing, it serves the entry at
 // once and asks in the background, so that cached keys keep working
@@ -361,15 +364,17 @@ func (v *Verifier) Invalidate(d keystore.Digest) {
 	v.Stats.Invalidations.Add(1)
 }
 
-// Purge forgets everything. It is what an instance must do when it may
-// have missed invalidations (a lost notification channel).
+// Purge makes every entry stale: each key is re-read from the store on
+// its next use, and unknown keys are asked about again. It is what an
+// instance must do when it may have missed invalidations (a lost
+// notification channel). Purged entries still serve as the fallback for
+// their remaining staleness window if the store then fails, so a purge
+// during an outage does not turn cached keys into 503s.
 func (v *Verifier) Purge() {
 	v.epoch.Add(1)
 	for i := range v.gens {
 		v.gens[i].Add(1)
 	}
-	v.pos.Clear()
-	v.neg.Clear()
 	v.Stats.Purges.Add(1)
 }
 

@@ -418,3 +418,41 @@ func BenchmarkVerifyHit(b *testing.B) {
 		}
 	})
 }
+
+// TestPurgeKeepsFallback: a purge during an outage (the listener reconnects
+// while the pool cannot) must not turn cached keys into 503s.
+func TestPurgeKeepsFallback(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	unknown := randomDigest()
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour, QueryTimeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	v.Verify(ctx, d)
+	v.Verify(ctx, unknown)
+	s.set(func(s *fakeStore) { s.err = errors.New("connection refused") })
+	v.Purge()
+	if k, err := v.Verify(ctx, d); err != nil || k.ID != "a" {
+		t.Fatalf("cached key after a purge with the store down: %v %v", k, err)
+	}
+	if _, err := v.Verify(ctx, unknown); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("purged negative entry must be asked again: %v", err)
+	}
+	// After recovery the entry is re-read: at once, or (while the
+	// verifier still believes the store is down) by the background refresh
+	// the first request starts.
+	s.set(func(s *fakeStore) { s.err = nil; s.keys[d].RevokedAt = time.Now() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		k, err := v.Verify(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !k.RevokedAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after recovery the purged entry was never re-read")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

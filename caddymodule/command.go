@@ -84,6 +84,9 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	if dsn == "" {
 		dsn = DefaultDatabase()
 	}
+	if err := keystore.ValidateDSN(dsn); err != nil {
+		return nil, fmt.Errorf("--database: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	return &cliEnv{dsn: dsn, pepper: pepper, ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}, nil
 }

@@ -171,6 +171,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if dsn == "" {
 		dsn = DefaultDatabase()
 	}
+	if err := keystore.ValidateDSN(dsn); err != nil {
+		return fmt.Errorf("database: %v", err)
+	}
 	pepper, err := resolvePepper(repl, h.Pepper, dsn)
 	if err != nil {
 		return err

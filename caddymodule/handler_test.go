@@ -727,6 +727,11 @@ func TestProvisionErrors(t *testing.T) {
 		{"postgresql without pepper", func(t *testing.T) *Handler {
 			return &Handler{Database: "postgresql://gw@127.0.0.1:1/keys"}
 		}, "pepper is required with PostgreSQL", nil},
+		{"unsupported database without pepper", func(t *testing.T) *Handler {
+			// The scheme is checked before the pepper, whose message
+			// would otherwise send the user looking at PostgreSQL.
+			return &Handler{Database: "mysql://gw:secret@127.0.0.1/keys"}
+		}, "unsupported database", nil},
 		{"pepper too short", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: "short"}
 		}, "pepper is too short", nil},
@@ -1044,5 +1049,24 @@ func TestRetrySeconds(t *testing.T) {
 		if got := retrySeconds(caddy.Duration(in)); got != want {
 			t.Errorf("retrySeconds(%v) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+// TestProvisionBadSQLiteDSNCreatesNothing: the DSN is checked before the
+// pepper is resolved, so a mistyped embedded DSN leaves no pepper file
+// behind in the working directory.
+func TestProvisionBadSQLiteDSNCreatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	h := &Handler{Database: "sqlite:"}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := h.Provision(ctx)
+	h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "no file path") {
+		t.Fatalf("Provision with sqlite: and no path: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("Provision left files behind: %v", entries)
 	}
 }

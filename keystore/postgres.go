@@ -197,7 +197,14 @@ func (s *pgStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return nil, err
 	}
-	k, err := scanPGKey(s.pool.QueryRow(ctx, "SELECT "+pgKeyColumns+" FROM keygate_keys WHERE digest = $1", d[:]))
+	const q = "SELECT " + pgKeyColumns + " FROM keygate_keys WHERE digest = $1"
+	k, err := scanPGKey(s.pool.QueryRow(ctx, q, d[:]))
+	if err != nil && retryable(ctx, err) {
+		// A pooled connection the server dropped (a restart, an
+		// administrator's pg_terminate_backend) fails once; a fresh one
+		// usually works. The query only reads, so repeating it is safe.
+		k, err = scanPGKey(s.pool.QueryRow(ctx, q, d[:]))
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("looking up key: %w", err)
 	}
@@ -266,6 +273,21 @@ func (s *pgStore) Revoke(ctx context.Context, id string, at time.Time) (*Key, bo
 }
 
 func (s *pgStore) Close() { s.pool.Close() }
+
+// retryable reports whether err is a connection failure worth one more
+// attempt: not the caller's deadline, not an answer to the query, but a
+// broken connection or a server that ended the session (FATAL, such as
+// 57P01 after pg_terminate_backend or a shutdown).
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || errors.Is(err, ErrNotFound) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Severity == "FATAL" || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	return true
+}
 
 func nullTime(t time.Time) *time.Time {
 	if t.IsZero() {

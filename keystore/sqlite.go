@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -26,12 +25,6 @@ type sqliteStore struct {
 }
 
 func openSQLite(ctx context.Context, path string, opts Options) (*sqliteStore, error) {
-	if path == "" {
-		return nil, errors.New("sqlite: DSN has no file path (use sqlite:/path/to/keys.db)")
-	}
-	if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
-		return nil, fmt.Errorf("sqlite path %q must be a plain file path without '?', '#' or 'file:'", path)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating directory for key store: %w", err)
 	}

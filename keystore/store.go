@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -92,15 +93,34 @@ const (
 // authentication, missing database, pepper mismatch) are returned at once
 // if the server answers.
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
+	if err := ValidateDSN(dsn); err != nil {
+		return nil, err
+	}
+	if IsSQLite(dsn) {
+		return openSQLite(ctx, SQLitePath(dsn), opts)
+	}
+	return openPostgres(ctx, dsn, opts)
+}
+
+// ValidateDSN checks the form of a DSN without connecting to anything, so
+// that callers can reject a mistyped one before acting on it.
+func ValidateDSN(dsn string) error {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return openPostgres(ctx, dsn, opts)
-	case strings.HasPrefix(dsn, schemeSQLite):
-		return openSQLite(ctx, SQLitePath(dsn), opts)
+		return nil
+	case IsSQLite(dsn):
+		path := SQLitePath(dsn)
+		if path == "" {
+			return errors.New("sqlite: DSN has no file path (use sqlite:/path/to/keys.db)")
+		}
+		if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
+			return fmt.Errorf("sqlite path %q must be a plain file path without '?', '#' or 'file:'", path)
+		}
+		return nil
 	case dsn == "":
-		return nil, errors.New("no database configured")
+		return errors.New("no database configured")
 	default:
-		return nil, fmt.Errorf("unsupported database %q: use postgres://… or sqlite:PATH", RedactDSN(dsn))
+		return fmt.Errorf("unsupported database %q: use postgres://… or sqlite:PATH", RedactDSN(dsn))
 	}
 }
 
@@ -116,9 +136,35 @@ func SQLitePath(dsn string) string {
 	return p
 }
 
-// RedactDSN hides a password in a DSN so that it can be logged or shown in
-// an error.
+// RedactDSN hides passwords in a DSN (in the user information and in a
+// password query parameter) so that it can be logged or shown in an error.
 func RedactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return redactUnparsable(dsn)
+	}
+	if u.Scheme == "" || u.Opaque != "" {
+		return dsn
+	}
+	changed := false
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		changed = true
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+		changed = true
+	}
+	if !changed {
+		return dsn
+	}
+	return u.String()
+}
+
+// redactUnparsable hides whatever sits between "scheme://user:" and the
+// last "@" of a DSN that is not a valid URL.
+func redactUnparsable(dsn string) string {
 	at := strings.LastIndex(dsn, "@")
 	scheme := strings.Index(dsn, "://")
 	if at < 0 || scheme < 0 || at < scheme {

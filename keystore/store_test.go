@@ -411,6 +411,8 @@ func TestRedactDSN(t *testing.T) {
 		"postgres://h/db":               "postgres://h/db",
 		"sqlite:/a@b/c":                 "sqlite:/a@b/c",
 		"postgresql://u:p@ss@h:5432/db": "postgresql://u:xxxxx@h:5432/db",
+		"postgres://u@h/db?password=hunter2&sslmode=disable": "postgres://u@h/db?password=xxxxx&sslmode=disable",
+		"postgres://u:pw@[::1":                               "postgres://u:xxxxx@[::1",
 	}
 	for in, want := range cases {
 		if got := RedactDSN(in); got != want {

@@ -201,3 +201,30 @@ func TestSQLiteChangeLogGapResyncs(t *testing.T) {
 		t.Fatalf("gap: resyncs %d, last %d, changes %d", r.resyncs, last, len(r.changed))
 	}
 }
+
+// TestLookupSurvivesTerminatedConnections: pooled connections killed by
+// the server cost no failed lookup; the query is retried on a fresh one.
+func TestLookupSurvivesTerminatedConnections(t *testing.T) {
+	ctx := ctxT(t)
+	dsn := storeKinds[1].newDSN(t)
+	s := openT(t, dsn, Options{})
+	_, rec, err := Issue(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for i := 0; i < 5; i++ {
+		if _, err := s.Lookup(ctx, rec.Digest); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		tag, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'keygate'`)
+		if err != nil || tag.RowsAffected() == 0 {
+			t.Fatalf("terminating gateway connections: %v (%d)", err, tag.RowsAffected())
+		}
+	}
+}
