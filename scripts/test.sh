@@ -62,7 +62,12 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "$pkg $target"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" >/dev/null
+		log=$(mktemp)
+		# New corpus entries of a failure land in testdata/fuzz; commit them.
+		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 2s "$pkg" >"$log" 2>&1; then
+			cat "$log"; rm -f "$log"; exit 1
+		fi
+		rm -f "$log"
 	done
 done
 
