@@ -11,7 +11,8 @@
 # unless CI=true, where they fail.
 #
 # Environment: FUZZTIME (default 10s per fuzz target), TESTFLAGS (extra
-# flags for go test, e.g. "-run TestX -v").
+# flags for go test, e.g. "-run TestX -v"), KEYGATE_E2E_RACE=1 (build the
+# Caddy that the end-to-end tests start with -race as well; CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
