@@ -234,23 +234,9 @@ func listCommand() *cobra.Command {
 }
 
 func showCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "show ID [--json]",
-		Short: "Shows one key",
-		Args:  cobra.ExactArgs(1),
-	}
-	c.Flags().Bool("json", false, "Print a JSON object instead of text")
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		id, err := keyIDArg(args[0])
-		if err != nil {
-			return err
-		}
-		asJSON, _ := cmd.Flags().GetBool("json")
-		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+	return keyCommand("show ID [--json]", "Shows one key", "Print a JSON object instead of text",
+		func(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
 			k, err := s.Get(e.ctx, id)
-			if errors.Is(err, keystore.ErrNotFound) {
-				return fmt.Errorf("no key with id %s", id)
-			}
 			if err != nil {
 				return err
 			}
@@ -260,28 +246,12 @@ func showCommand() *cobra.Command {
 			printKey(e.out, k)
 			return nil
 		})
-	}
-	return c
 }
 
 func revokeCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "revoke ID [--json]",
-		Short: "Revokes a key",
-		Args:  cobra.ExactArgs(1),
-	}
-	c.Flags().Bool("json", false, "Print the revoked key as a JSON object")
-	c.RunE = func(cmd *cobra.Command, args []string) error {
-		id, err := keyIDArg(args[0])
-		if err != nil {
-			return err
-		}
-		asJSON, _ := cmd.Flags().GetBool("json")
-		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+	return keyCommand("revoke ID [--json]", "Revokes a key", "Print the revoked key as a JSON object",
+		func(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
 			k, changed, err := s.Revoke(e.ctx, id, time.Now())
-			if errors.Is(err, keystore.ErrNotFound) {
-				return fmt.Errorf("no key with id %s", id)
-			}
 			if err != nil {
 				return err
 			}
@@ -294,6 +264,27 @@ func revokeCommand() *cobra.Command {
 				fmt.Fprintf(e.out, "Key %s was already revoked at %s.\n", k.ID, formatTime(k.RevokedAt))
 			}
 			return nil
+		})
+}
+
+// keyCommand is a subcommand that acts on one key named by its id: the id
+// is checked before the store is opened, and an unknown id is reported as
+// such.
+func keyCommand(use, short, jsonHelp string, run func(e *cliEnv, s keystore.Store, id string, asJSON bool) error) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1)}
+	c.Flags().Bool("json", false, jsonHelp)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		asJSON, _ := cmd.Flags().GetBool("json")
+		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			err := run(e, s, id, asJSON)
+			if errors.Is(err, keystore.ErrNotFound) {
+				return fmt.Errorf("no key with id %s", id)
+			}
+			return err
 		})
 	}
 	return c
