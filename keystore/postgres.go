@@ -199,11 +199,18 @@ func (s *pgStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
 	}
 	const q = "SELECT " + pgKeyColumns + " FROM keygate_keys WHERE digest = $1"
 	k, err := scanPGKey(s.pool.QueryRow(ctx, q, d[:]))
+	// A pooled connection the server ended (a restart, an administrator's
+	// pg_terminate_backend) fails at once. One such failure is retried on
+	// another connection; a second one means the server ended many
+	// sessions, and the pool (which pings only connections idle for a
+	// second) may hold more of them, so it is emptied before a last try.
+	// The query only reads; repeating it is safe.
 	if err != nil && retryable(ctx, err) {
-		// A pooled connection the server dropped (a restart, an
-		// administrator's pg_terminate_backend) fails once; a fresh one
-		// usually works. The query only reads, so repeating it is safe.
 		k, err = scanPGKey(s.pool.QueryRow(ctx, q, d[:]))
+		if err != nil && retryable(ctx, err) {
+			s.pool.Reset()
+			k, err = scanPGKey(s.pool.QueryRow(ctx, q, d[:]))
+		}
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("looking up key: %w", err)

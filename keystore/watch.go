@@ -43,19 +43,23 @@ var (
 const notifyChannel = "keygate_keys"
 
 // watchLoop runs session until ctx ends, reporting each failure as
-// unhealthy and retrying with exponential backoff (reset after a session
-// that lasted a while).
+// unhealthy and retrying with exponential backoff. The backoff grows only
+// over consecutive failures to establish a watch: a session that got as
+// far as delivering changes starts the next attempt from the minimum, so
+// a watch that is cut again and again (an administrator terminating
+// sessions) still comes back at once each time.
 func watchLoop(ctx context.Context, h ChangeHandler, session func(context.Context, ChangeHandler) error) error {
-	backoff := 100 * time.Millisecond
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
 	for {
-		started := time.Now()
-		err := session(ctx, h)
+		tracked := &healthTracker{ChangeHandler: h}
+		err := session(ctx, tracked)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		h.Healthy(false, err)
-		if time.Since(started) > 10*watchBackoffMax {
-			backoff = 100 * time.Millisecond
+		if tracked.wasHealthy {
+			backoff = minBackoff
 		}
 		select {
 		case <-ctx.Done():
@@ -64,6 +68,17 @@ func watchLoop(ctx context.Context, h ChangeHandler, session func(context.Contex
 		}
 		backoff = min(backoff*2, watchBackoffMax)
 	}
+}
+
+// healthTracker notes whether a session reported itself healthy.
+type healthTracker struct {
+	ChangeHandler
+	wasHealthy bool
+}
+
+func (t *healthTracker) Healthy(ok bool, err error) {
+	t.wasHealthy = t.wasHealthy || ok
+	t.ChangeHandler.Healthy(ok, err)
 }
 
 // Watch delivers key changes to h until ctx ends: LISTEN/NOTIFY on a

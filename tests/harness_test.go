@@ -82,15 +82,28 @@ const (
 	cliTimeout   = 60 * time.Second
 )
 
-// freePort returns a loopback port that was free a moment ago.
+// handedOut holds every port freePort returned in this process. Caddy
+// binds with SO_REUSEPORT, so two gateways given the same port would both
+// start and share it silently; a port is therefore never handed out twice.
+var handedOut sync.Map
+
+// freePort returns a loopback port that was free a moment ago and that no
+// other test of this process has been given.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	for i := 0; i < 100; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no unused free port found in 100 tries")
+	return 0
 }
 
 // randomPepper returns a pepper of the right size for a test store.
@@ -618,4 +631,57 @@ func unknownKey(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return key
+}
+
+// watchingLog is what a gateway logs when its key change watch starts or
+// comes back.
+const watchingLog = "watching key store for changes"
+
+// waitForLog waits until g's log holds substr at least n times.
+func waitForLog(t testing.TB, g *gateway, substr string, n int, limit time.Duration) {
+	t.Helper()
+	if ok, _ := pollUntil(limit, 20*time.Millisecond, func() bool {
+		return strings.Count(g.log(), substr) >= n
+	}); !ok {
+		t.Fatalf("gateway did not log %q %d times within %v; log:\n%s", substr, n, limit, g.log())
+	}
+}
+
+// metrics returns the gateway's Prometheus metrics, by series as printed
+// (name{labels}).
+func metrics(t testing.TB, g *gateway) map[string]float64 {
+	t.Helper()
+	res, err := httpClient.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		t.Fatalf("reading metrics: %v", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("reading metrics: status %d, %v", res.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// metric returns one series of the gateway's metrics.
+func metric(t testing.TB, g *gateway, series string) float64 {
+	t.Helper()
+	v, ok := metrics(t, g)[series]
+	if !ok {
+		t.Fatalf("metric %s not exposed at http://%s/metrics", series, g.admin)
+	}
+	return v
 }

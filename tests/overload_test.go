@@ -1,13 +1,10 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,56 +13,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// scrapeMetric reads one sample from the gateway's admin /metrics: name
-// with an optional label selector such as `result="miss"`. A sample that
-// is not there reads as 0.
-func scrapeMetric(t testing.TB, g *gateway, name, labels string) float64 {
-	t.Helper()
-	res, err := httpClient.Get("http://" + g.admin + "/metrics")
-	if err != nil {
-		t.Fatalf("reading metrics: %v", err)
-	}
-	defer res.Body.Close()
-	want := name
-	if labels != "" {
-		want += "{" + labels + "}"
-	}
-	sc := bufio.NewScanner(res.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if sample, value, ok := strings.Cut(line, " "); ok && sample == want {
-			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", line, err)
-			}
-			return v
-		}
-	}
-	return 0
-}
-
-// waitWatching waits until the gateway's key change watch is up, so that
-// its start-up resync cannot interfere with what a test counts.
-func waitWatching(t testing.TB, g *gateway) {
-	t.Helper()
-	if ok, _ := pollUntil(20*time.Second, 20*time.Millisecond, func() bool {
-		return strings.Contains(g.log(), "watching key store for changes")
-	}); !ok {
-		t.Fatalf("the key change watch did not start; log:\n%s", g.log())
-	}
-}
-
 // createSettled creates a key and waits until the gateway has seen the
 // creation through its change watch: the watch invalidates the new key's
 // digest (harmless, but it costs a store query if the key was used in
 // between), and tests that count store queries must not count that one.
 func createSettled(t testing.TB, sb *sandbox, g *gateway, name string) issuedKey {
 	t.Helper()
-	before := scrapeMetric(t, g, "caddy_api_key_cache_invalidations_total", "")
+	before := metric(t, g, "caddy_api_key_cache_invalidations_total")
 	k := sb.createKey(name)
 	if ok, _ := pollUntil(10*time.Second, 10*time.Millisecond, func() bool {
-		return scrapeMetric(t, g, "caddy_api_key_cache_invalidations_total", "") > before
+		return metric(t, g, "caddy_api_key_cache_invalidations_total") > before
 	}); !ok {
 		t.Fatalf("the gateway never saw the creation of key %s", k.ID)
 	}
@@ -103,7 +60,7 @@ func TestConcurrentMissesMakeOneQuery(t *testing.T) {
 		up := newUpstream(t)
 		g := newGateway(t, sb)
 		g.start(apiKeySite(g, up, "store_timeout 20s\n\t\tcache {\n\t\t\tttl 1h\n\t\t}"))
-		waitWatching(t, g)
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
 		k := createSettled(t, sb, g, "burst")
 
 		var release func()
@@ -127,8 +84,8 @@ func TestConcurrentMissesMakeOneQuery(t *testing.T) {
 			defer release()
 		}
 
-		queries := scrapeMetric(t, g, "caddy_api_key_store_queries_total", "")
-		misses := scrapeMetric(t, g, "caddy_api_key_cache_lookups_total", `result="miss"`)
+		queries := metric(t, g, "caddy_api_key_store_queries_total")
+		misses := metric(t, g, `caddy_api_key_cache_lookups_total{result="miss"}`)
 		const n = 1000
 		client := loadClient()
 		start := make(chan struct{})
@@ -146,11 +103,11 @@ func TestConcurrentMissesMakeOneQuery(t *testing.T) {
 		close(start)
 		if release != nil {
 			ok, _ := pollUntil(30*time.Second, 20*time.Millisecond, func() bool {
-				return scrapeMetric(t, g, "caddy_api_key_cache_lookups_total", `result="miss"`)-misses >= n
+				return metric(t, g, `caddy_api_key_cache_lookups_total{result="miss"}`)-misses >= n
 			})
 			if !ok {
 				t.Errorf("only %.0f of %d requests reached the cache while the store was held",
-					scrapeMetric(t, g, "caddy_api_key_cache_lookups_total", `result="miss"`)-misses, n)
+					metric(t, g, `caddy_api_key_cache_lookups_total{result="miss"}`)-misses, n)
 			}
 			release()
 		}
@@ -160,7 +117,7 @@ func TestConcurrentMissesMakeOneQuery(t *testing.T) {
 				t.Fatalf("request %d: status %d, error %v", i, codes[i], errs[i])
 			}
 		}
-		if q := scrapeMetric(t, g, "caddy_api_key_store_queries_total", "") - queries; q != 1 {
+		if q := metric(t, g, "caddy_api_key_store_queries_total") - queries; q != 1 {
 			t.Fatalf("%d concurrent requests for one uncached key made %.0f store queries, want 1", n, q)
 		}
 	})
@@ -174,7 +131,7 @@ func TestRandomKeyFlood(t *testing.T) {
 		up := newUpstream(t)
 		g := newGateway(t, sb)
 		g.start(apiKeySite(g, up, "cache {\n\t\t\tttl 1h\n\t\t\tnegative_ttl 10m\n\t\t}"))
-		waitWatching(t, g)
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
 		valid := createSettled(t, sb, g, "real customer")
 		if code, err := status(httpClient, g.url+"/", valid.Key); err != nil || code != 200 {
 			t.Fatalf("valid key before the flood: %d %v", code, err)
@@ -189,7 +146,7 @@ func TestRandomKeyFlood(t *testing.T) {
 		for i := range malformed {
 			malformed[i] = unknown[i][:len(unknown[i])-1] + "!"
 		}
-		queries := scrapeMetric(t, g, "caddy_api_key_store_queries_total", "")
+		queries := metric(t, g, "caddy_api_key_store_queries_total")
 
 		client := loadClient()
 		jobs := make(chan string, workers)
@@ -232,7 +189,7 @@ func TestRandomKeyFlood(t *testing.T) {
 		if want := int64(2 * distinct * repeats); refused.Load() != want || other.Load() != 0 {
 			t.Errorf("flood keys: %d refused with 401, %d other answers; want %d refused", refused.Load(), other.Load(), want)
 		}
-		q := scrapeMetric(t, g, "caddy_api_key_store_queries_total", "") - queries
+		q := metric(t, g, "caddy_api_key_store_queries_total") - queries
 		if q != distinct {
 			t.Fatalf("%d distinct unknown keys sent %d times each (plus as many malformed) made %.0f store queries, want %d",
 				distinct, repeats, q, distinct)
@@ -257,11 +214,13 @@ func TestReloadsUnderLoad(t *testing.T) {
 			// its own, and connections busy when it is retired go idle
 			// there until Caddy's default idle timeout (2m) closes them.
 			// That is reverse_proxy's, not Keygate's.
-			return g.site(fmt.Sprintf("\theader X-Config %d\n\tapi_key {\n\t\t%s\n\t}\n\treverse_proxy %s {\n\t\ttransport http {\n\t\t\tkeepalive 100ms\n\t\t}\n\t}",
+			// The long cache TTL keeps a slow (race-built) run from seeing
+			// a refresh that is not a reload's doing.
+			return g.site(fmt.Sprintf("\theader X-Config %d\n\tapi_key {\n\t\t%s\n\t\tcache {\n\t\t\tttl 1h\n\t\t}\n\t}\n\treverse_proxy %s {\n\t\ttransport http {\n\t\t\tkeepalive 100ms\n\t\t}\n\t}",
 				i, sb.storeOptions(), up.hostPort()))
 		}
 		g.start(site(0))
-		waitWatching(t, g)
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
 		k := createSettled(t, sb, g, "steady")
 		if code, err := status(httpClient, g.url+"/", k.Key); err != nil || code != 200 {
 			t.Fatalf("before reloads: %d %v", code, err)
@@ -276,10 +235,10 @@ func TestReloadsUnderLoad(t *testing.T) {
 			// close ours and give Caddy a moment to notice.
 			httpClient.CloseIdleConnections()
 			time.Sleep(200 * time.Millisecond)
-			return scrapeMetric(t, g, "go_goroutines", ""), scrapeMetric(t, g, "process_open_fds", "")
+			return metric(t, g, "go_goroutines"), metric(t, g, "process_open_fds")
 		}
 		baseG, baseF := settle()
-		queries := scrapeMetric(t, g, "caddy_api_key_store_queries_total", "")
+		queries := metric(t, g, "caddy_api_key_store_queries_total")
 
 		client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
 		stop := make(chan struct{})
@@ -335,7 +294,7 @@ func TestReloadsUnderLoad(t *testing.T) {
 		if ok.Load() == 0 {
 			t.Fatal("no request was served during the reloads")
 		}
-		if q := scrapeMetric(t, g, "caddy_api_key_store_queries_total", "") - queries; q != 0 {
+		if q := metric(t, g, "caddy_api_key_store_queries_total") - queries; q != 0 {
 			t.Errorf("reloads emptied the cache: %.0f store queries for a cached key", q)
 		}
 		var gor, fds float64
