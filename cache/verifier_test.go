@@ -307,20 +307,7 @@ func TestStaleRefreshSeesRevocation(t *testing.T) {
 	s.set(func(s *fakeStore) { s.keys[d].RevokedAt = time.Now() })
 	clk.add(11 * time.Second)
 	v.Verify(ctx, d) // stale: served, refreshed in the background
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		k, err := v.Verify(ctx, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !k.RevokedAt.IsZero() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("background refresh never picked up the revocation")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitRevoked(t, v, d, "background refresh never picked up the revocation")
 }
 
 func TestInvalidate(t *testing.T) {
@@ -441,17 +428,24 @@ func TestPurgeKeepsFallback(t *testing.T) {
 	// verifier still believes the store is down) by the background refresh
 	// the first request starts.
 	s.set(func(s *fakeStore) { s.err = nil; s.keys[d].RevokedAt = time.Now() })
+	waitRevoked(t, v, d, "after recovery the purged entry was never re-read")
+}
+
+// waitRevoked polls v until it returns d's record as revoked, for changes
+// that a background refresh delivers.
+func waitRevoked(t *testing.T, v *Verifier, d keystore.Digest, failure string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		k, err := v.Verify(ctx, d)
+		k, err := v.Verify(context.Background(), d)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !k.RevokedAt.IsZero() {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("after recovery the purged entry was never re-read")
+			t.Fatal(failure)
 		}
 		time.Sleep(time.Millisecond)
 	}
