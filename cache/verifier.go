@@ -291,10 +291,12 @@ func (v *Verifier) fill(d keystore.Digest) (*keystore.Key, error) {
 		return nil, &unavailableError{errors.New("too many concurrent key store queries")}
 	}
 	v.Stats.StoreQueries.Add(1)
+	// The answer is as old as the query's start: what changed after that
+	// may not be in it.
+	fetched := v.now()
 	k, err := v.store.Lookup(ctx, d)
 	<-v.sem
 	v.storeDown.Store(err != nil && !errors.Is(err, keystore.ErrNotFound))
-	fetched := v.now()
 	keep := v.gens[d[0]].Load() == gen && v.epoch.Load() == epoch
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):

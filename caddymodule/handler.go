@@ -385,7 +385,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.debug("unknown API key", r, zap.String("key_id", parsed.ID))
 		return h.reject(w, r, h.problems.invalid)
 	case err != nil:
-		h.storeError(err)
+		if r.Context().Err() != nil {
+			// The client left while its key was being looked up: not a
+			// store problem worth an error log.
+			h.debug("client went away during the key lookup", r)
+		} else {
+			h.storeError(err)
+		}
 		return h.reject(w, r, h.problems.unavailable)
 	}
 	switch key.Status(now()) {
