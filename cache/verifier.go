@@ -196,9 +196,6 @@ func New(store Lookuper, cfg Config) (*Verifier, error) {
 	}, nil
 }
 
-// Config returns the effective configuration.
-func (v *Verifier) Config() Config { return v.cfg }
-
 // slot is the cache key of a digest. Digests are HMAC outputs, so their
 // first 8 bytes are uniformly distributed; entries keep the full digest
 // and a hit is only a hit if it matches.
@@ -252,9 +249,6 @@ func (v *Verifier) refreshStale(ctx context.Context, d keystore.Digest, e *entry
 	v.Stats.StaleHits.Add(1)
 	return e.key, nil
 }
-
-// StoreDown reports whether the last store query failed.
-func (v *Verifier) StoreDown() bool { return v.storeDown.Load() }
 
 // miss waits for the store's answer about d. It is a separate function
 // so that the hit path above does not move d to the heap.
