@@ -88,8 +88,10 @@ func TestInvalidatorWithSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	pepper := []byte("0123456789abcdef0123456789abcdef")
-	hasher, _ := keystore.NewHasher(pepper)
+	hasher, err := keystore.NewHasher([]byte("a8d3f61c0b9e47a25c8f1d6b3e09a7c4f2b5d8e16a3c9f07b4e2d5a81c6f3e90"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	format, _ := keystore.NewFormat("")
 	_, rec, err := keystore.Issue(ctx, cli, format, hasher, keystore.NewKeyParams{Name: "a"})
 	if err != nil {
@@ -131,4 +133,51 @@ func TestInvalidatorWithSQLite(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("revocation visible after %v", time.Since(start))
+}
+
+// TestResyncPurgesAtMostOncePerInterval: a watch that reconnects again and
+// again (each time asking for a resync) purges the caches a few times at
+// once, then at most once per interval, and a resync held back is not
+// lost.
+func TestResyncPurgesAtMostOncePerInterval(t *testing.T) {
+	defer func(d time.Duration) { minPurgeInterval = d }(minPurgeInterval)
+	minPurgeInterval = 200 * time.Millisecond
+	_, h, v := invalidatedVerifier(t)
+	for i := 0; i < 100; i++ {
+		h.Resync()
+	}
+	if n := v.Stats.Purges.Load(); n != purgeBurst {
+		t.Fatalf("100 resyncs in a row purged %d times at once, want %d", n, purgeBurst)
+	}
+	if ok, _ := waitFor(10*time.Second, func() bool { return v.Stats.Purges.Load() == purgeBurst+1 }); !ok {
+		t.Fatal("the resyncs held back were never applied")
+	}
+	time.Sleep(2 * minPurgeInterval)
+	if n := v.Stats.Purges.Load(); n != purgeBurst+1 {
+		t.Fatalf("%d purges, want %d: the held-back resyncs fold into one", n, purgeBurst+1)
+	}
+}
+
+// TestMalformedChangeIsCounted: a change that is not a key digest is
+// counted and purges nothing.
+func TestMalformedChangeIsCounted(t *testing.T) {
+	inv, h, v := invalidatedVerifier(t)
+	h.MalformedChange()
+	h.MalformedChange()
+	if inv.Malformed() != 2 || v.Stats.Purges.Load() != 0 {
+		t.Fatalf("malformed %d, purges %d; want 2 and 0", inv.Malformed(), v.Stats.Purges.Load())
+	}
+}
+
+// invalidatedVerifier is a verifier under an Invalidator whose watch the
+// test plays through h.
+func invalidatedVerifier(t *testing.T) (*Invalidator, keystore.ChangeHandler, *Verifier) {
+	t.Helper()
+	w := &scriptedWatcher{handler: make(chan keystore.ChangeHandler, 1)}
+	inv := StartInvalidator(w, nil)
+	t.Cleanup(inv.Stop)
+	h := <-w.handler
+	v, _ := newVerifier(t, newFakeStore(), Config{})
+	inv.Add(v)
+	return inv, h, v
 }

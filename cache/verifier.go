@@ -7,14 +7,19 @@
 //     the store cannot be reached, served for up to MaxStale more;
 //   - a separate, small negative cache of digests the store did not know,
 //     so that a flood of random keys cannot push real keys out;
-//   - the store, asked at most once at a time per digest (singleflight),
-//     with a deadline, through a bounded number of concurrent queries.
+//   - the store, asked at most once at a time per digest (see flights),
+//     with a deadline, through a bounded number of concurrent queries and
+//     a bounded queue in front of them. A lookup every requester has
+//     abandoned is cancelled.
 //
-// Invalidate and Purge drop entries when keys change; entries filled by a
-// query that overlapped an invalidation are not kept, so a revocation can
-// never be undone by a slow query that read the old row. An Invalidator
-// calls them for every change the store reports, and while it cannot (its
-// connection is down) the Verifier trusts entries for DegradedTTL only.
+// Invalidate and Purge drop entries when keys change. Every entry carries
+// the invalidation generation and purge epoch it was read under, and an
+// entry from an older generation is never served: a revocation can
+// therefore never be undone by a slow query that read the old row, even
+// when that query's answer reaches the cache after the invalidation. An
+// Invalidator calls them for every change the store reports, and while it
+// cannot (its connection is down) the Verifier trusts entries for
+// DegradedTTL only.
 package cache
 
 import (
@@ -27,7 +32,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -36,6 +40,12 @@ import (
 // store could not answer": the caller must fail closed (503), neither
 // accepting nor rejecting the key.
 var ErrUnavailable = errors.New("key store unavailable")
+
+// ErrBusy is matched (errors.Is) by the error of a lookup that could not
+// get a query slot in time: the store is busy with other queries, not
+// down. It matches ErrUnavailable as well, so callers still fail closed,
+// but it is neither counted nor reported as a store error.
+var ErrBusy = errors.New("too many key store queries waiting")
 
 type unavailableError struct{ err error }
 
@@ -62,10 +72,14 @@ type Config struct {
 	NegativeMaxKeys int64
 	// NegativeTTL is how long an unknown digest is remembered. Default 10s.
 	NegativeTTL time.Duration
-	// QueryTimeout is the deadline of every store query. Default 2s.
+	// QueryTimeout is the deadline of every store query, and separately
+	// of the wait for a query slot before it. Default 2s.
 	QueryTimeout time.Duration
 	// MaxQueries bounds concurrent store queries. Default 16.
 	MaxQueries int
+	// MaxQueued bounds the lookups waiting for a query slot; more fail at
+	// once with ErrBusy. Default 32 × MaxQueries.
+	MaxQueued int
 	// DegradedTTL replaces TTL while key changes are not being delivered
 	// (an Invalidator lost its connection), so that a change is still
 	// seen quickly. Default 1s.
@@ -80,6 +94,7 @@ const (
 	DefaultNegativeTTL     = 10 * time.Second
 	DefaultQueryTimeout    = 2 * time.Second
 	DefaultMaxQueries      = 16
+	DefaultQueuedPerQuery  = 32
 	DefaultDegradedTTL     = time.Second
 )
 
@@ -103,6 +118,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxQueries <= 0 {
 		c.MaxQueries = DefaultMaxQueries
 	}
+	if c.MaxQueued <= 0 {
+		c.MaxQueued = DefaultQueuedPerQuery * c.MaxQueries
+	}
 	if c.DegradedTTL <= 0 {
 		c.DegradedTTL = DefaultDegradedTTL
 	}
@@ -118,6 +136,8 @@ type Stats struct {
 	Misses        atomic.Uint64 // had to wait for the store
 	StoreQueries  atomic.Uint64 // queries sent to the store
 	StoreErrors   atomic.Uint64 // queries that failed or timed out
+	Busy          atomic.Uint64 // lookups that got no query slot in time (ErrBusy)
+	Abandoned     atomic.Uint64 // lookups cancelled because every requester left
 	Invalidations atomic.Uint64 // digests dropped by Invalidate
 	Purges        atomic.Uint64 // calls of Purge
 }
@@ -125,14 +145,21 @@ type Stats struct {
 type entry struct {
 	key     *keystore.Key
 	fetched time.Time
-	epoch   uint64 // purge epoch at fill time
+	gen     uint64 // generation of the digest's bucket when the query started
+	epoch   uint64 // purge epoch when the query started
 }
 
 type negEntry struct {
 	digest  keystore.Digest
 	expires time.Time
+	gen     uint64
 	epoch   uint64
 }
+
+// genBuckets is the number of invalidation generations. An invalidation
+// makes the entries of its bucket (1/genBuckets of all keys) re-read
+// once; more buckets cost 8 bytes each.
+const genBuckets = 4096
 
 // Verifier is a read-through cache over a Lookuper. Create it with New;
 // it is safe for concurrent use. Close it to stop its goroutines.
@@ -144,13 +171,15 @@ type Verifier struct {
 	pos *ristretto.Cache[uint64, *entry]
 	neg *ristretto.Cache[uint64, *negEntry]
 
-	flight singleflight.Group
-	sem    chan struct{}
+	flights flights
+	sem     chan struct{} // query slots
+	queued  atomic.Int64  // lookups waiting for a slot
 
-	// gens[d[0]] changes whenever a digest starting with that byte is
-	// invalidated; a fill whose generation moved during its query is not
-	// cached. epoch changes on Purge and retires every older entry.
-	gens  [256]atomic.Uint64
+	// gens[bucket(d)] changes whenever a digest in that bucket is
+	// invalidated. An entry read under an older generation is not served
+	// and not kept. epoch changes on Purge: entries from an older epoch
+	// are re-read, but may still stand in while the store fails.
+	gens  [genBuckets]atomic.Uint64
 	epoch atomic.Uint64
 
 	storeDown atomic.Bool // the last store query failed
@@ -159,9 +188,14 @@ type Verifier struct {
 	mu         sync.Mutex // guards closed against new background work
 	closed     bool
 	refreshing sync.Map       // slot -> struct{}: stale entries being re-read
-	background sync.WaitGroup // store queries and refreshes in flight
+	background sync.WaitGroup // store lookups and refreshes in flight
 
 	Stats Stats
+
+	// beforeSet, if set, runs in fill after the decision to keep an
+	// answer and before it is stored: tests use it to land an
+	// invalidation in that window.
+	beforeSet func(keystore.Digest)
 }
 
 // New returns a Verifier over store.
@@ -201,6 +235,11 @@ func New(store Lookuper, cfg Config) (*Verifier, error) {
 // and a hit is only a hit if it matches.
 func slot(d keystore.Digest) uint64 { return binary.LittleEndian.Uint64(d[:8]) }
 
+// gen is the invalidation generation of d's bucket.
+func (v *Verifier) gen(d keystore.Digest) *atomic.Uint64 {
+	return &v.gens[binary.LittleEndian.Uint16(d[8:10])%genBuckets]
+}
+
 // Verify returns the record of the key with digest d, whatever its status
 // (the caller decides about revoked or expired keys). It returns an error
 // matching keystore.ErrNotFound for an unknown digest and ErrUnavailable
@@ -208,7 +247,8 @@ func slot(d keystore.Digest) uint64 { return binary.LittleEndian.Uint64(d[:8]) }
 func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
 	now := v.now()
 	epoch := v.epoch.Load()
-	if e, ok := v.pos.Get(slot(d)); ok && e.key.Digest == d {
+	gen := v.gen(d).Load()
+	if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.key.Digest.Equal(d) {
 		age := now.Sub(e.fetched)
 		ttl := v.cfg.TTL
 		if v.degraded.Load() {
@@ -224,12 +264,40 @@ func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key
 			return v.refreshStale(ctx, d, e)
 		}
 	}
-	if n, ok := v.neg.Get(slot(d)); ok && n.epoch == epoch && n.digest == d && now.Before(n.expires) {
+	if n, ok := v.neg.Get(slot(d)); ok && n.epoch == epoch && n.gen == gen && n.digest.Equal(d) && now.Before(n.expires) {
 		v.Stats.NegativeHits.Add(1)
 		return nil, keystore.ErrNotFound
 	}
 	return v.miss(ctx, d)
 }
+
+// Cached answers from the caches alone: found is false when Verify would
+// have to ask the store (a miss, or an entry past its TTL). Callers use it
+// to decide whether a request may cost a store query at all.
+func (v *Verifier) Cached(d keystore.Digest) (k *keystore.Key, err error, found bool) {
+	now := v.now()
+	epoch := v.epoch.Load()
+	gen := v.gen(d).Load()
+	if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.epoch == epoch && e.key.Digest.Equal(d) {
+		ttl := v.cfg.TTL
+		if v.degraded.Load() {
+			ttl = v.cfg.DegradedTTL
+		}
+		if now.Sub(e.fetched) <= ttl {
+			v.Stats.Hits.Add(1)
+			return e.key, nil, true
+		}
+	}
+	if n, ok := v.neg.Get(slot(d)); ok && n.epoch == epoch && n.gen == gen && n.digest.Equal(d) && now.Before(n.expires) {
+		v.Stats.NegativeHits.Add(1)
+		return nil, keystore.ErrNotFound, true
+	}
+	return nil, nil, false
+}
+
+// InFlight reports whether a store lookup of d is in flight: a Verify of
+// d now would most likely wait for it rather than start a query.
+func (v *Verifier) InFlight(d keystore.Digest) bool { return v.flights.has(d) }
 
 // refreshStale answers for an entry that must be re-read (past its TTL,
 // or purged) but may still be served for a while if the store fails.
@@ -240,7 +308,7 @@ func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key
 func (v *Verifier) refreshStale(ctx context.Context, d keystore.Digest, e *entry) (*keystore.Key, error) {
 	if !v.storeDown.Load() {
 		k, err := v.miss(ctx, d)
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return k, err
 		}
 	} else {
@@ -254,48 +322,78 @@ func (v *Verifier) refreshStale(ctx context.Context, d keystore.Digest, e *entry
 // so that the hit path above does not move d to the heap.
 func (v *Verifier) miss(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
 	v.Stats.Misses.Add(1)
-	ch := v.flight.DoChan(string(d[:]), func() (any, error) { return v.fill(d) })
+	c, ok := v.lookup(d)
+	if !ok {
+		return nil, &unavailableError{errors.New("key cache closed")}
+	}
 	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*keystore.Key), nil
+	case <-c.done:
+		return c.key, c.err
 	case <-ctx.Done():
+		v.flights.leave(d, c)
 		return nil, &unavailableError{ctx.Err()}
 	}
 }
 
-// fill asks the store about d and caches the answer, unless d was
-// invalidated while the query ran.
-func (v *Verifier) fill(d keystore.Digest) (*keystore.Key, error) {
+// lookup joins the store lookup of d in flight, starting one if there is
+// none. It fails once the Verifier is closing.
+func (v *Verifier) lookup(d keystore.Digest) (*call, bool) {
 	if !v.enter() {
-		return nil, &unavailableError{errors.New("key cache closed")}
+		return nil, false
 	}
-	defer v.background.Done()
-	gen := v.gens[d[0]].Load()
+	c, started := v.flights.join(d)
+	if !started {
+		v.background.Done()
+		return c, true
+	}
+	go func() {
+		defer v.background.Done()
+		k, err := v.fill(c.ctx, d)
+		v.flights.finish(d, c, k, err)
+	}()
+	return c, true
+}
+
+// errAbandoned is the answer of a lookup nobody waits for any more.
+var errAbandoned = errors.New("key lookup abandoned by every requester")
+
+// fill asks the store about d and caches the answer, unless d was
+// invalidated while the query ran. ctx ends when nobody waits any more.
+func (v *Verifier) fill(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
+	gen := v.gen(d).Load()
 	epoch := v.epoch.Load()
-	ctx, cancel := context.WithTimeout(context.Background(), v.cfg.QueryTimeout)
-	defer cancel()
-	select {
-	case v.sem <- struct{}{}:
-	case <-ctx.Done():
-		v.Stats.StoreErrors.Add(1)
-		v.storeDown.Store(true)
-		return nil, &unavailableError{errors.New("too many concurrent key store queries")}
+	// The wait for a slot and the query have a deadline each: a query
+	// that got its slot late must not time out for it and be taken for a
+	// slow store.
+	wctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
+	err := v.acquire(wctx, ctx)
+	cancel()
+	if err != nil {
+		return nil, err
 	}
+	qctx, cancel := context.WithTimeout(ctx, v.cfg.QueryTimeout)
+	defer cancel()
 	v.Stats.StoreQueries.Add(1)
 	// The answer is as old as the query's start: what changed after that
 	// may not be in it.
 	fetched := v.now()
-	k, err := v.store.Lookup(ctx, d)
+	k, err := v.store.Lookup(qctx, d)
 	<-v.sem
+	if err != nil && ctx.Err() != nil {
+		// Cancelled because every requester left: says nothing about the
+		// store.
+		v.Stats.Abandoned.Add(1)
+		return nil, &unavailableError{errAbandoned}
+	}
 	v.storeDown.Store(err != nil && !errors.Is(err, keystore.ErrNotFound))
-	keep := v.gens[d[0]].Load() == gen && v.epoch.Load() == epoch
+	keep := v.gen(d).Load() == gen && v.epoch.Load() == epoch
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		if keep {
-			v.neg.SetWithTTL(slot(d), &negEntry{digest: d, expires: fetched.Add(v.cfg.NegativeTTL), epoch: epoch}, 1, v.cfg.NegativeTTL)
+			if v.beforeSet != nil {
+				v.beforeSet(d)
+			}
+			v.neg.SetWithTTL(slot(d), &negEntry{digest: d, expires: fetched.Add(v.cfg.NegativeTTL), gen: gen, epoch: epoch}, 1, v.cfg.NegativeTTL)
 			// Make the entry visible before the next request can miss:
 			// ristretto applies new entries asynchronously.
 			v.neg.Wait()
@@ -305,19 +403,53 @@ func (v *Verifier) fill(d keystore.Digest) (*keystore.Key, error) {
 		v.Stats.StoreErrors.Add(1)
 		return nil, &unavailableError{err}
 	}
-	if k.Digest != d {
+	if !k.Digest.Equal(d) {
 		v.Stats.StoreErrors.Add(1)
 		return nil, &unavailableError{errors.New("key store returned a record for another digest")}
 	}
 	if keep {
-		v.pos.SetWithTTL(slot(d), &entry{key: k, fetched: fetched, epoch: epoch}, 1, v.cfg.TTL+v.cfg.MaxStale)
+		if v.beforeSet != nil {
+			v.beforeSet(d)
+		}
+		v.pos.SetWithTTL(slot(d), &entry{key: k, fetched: fetched, gen: gen, epoch: epoch}, 1, v.cfg.TTL+v.cfg.MaxStale)
 		v.pos.Wait()
 	}
 	return k, nil
 }
 
+// acquire takes a query slot, waiting in a bounded queue until wctx ends.
+// A full queue fails at once. Neither counts as a store error: the store
+// is busy with other queries. abandon is the context that ends when no
+// requester waits any more.
+func (v *Verifier) acquire(wctx, abandon context.Context) error {
+	select {
+	case v.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	if v.queued.Add(1) > int64(v.cfg.MaxQueued) {
+		v.queued.Add(-1)
+		v.Stats.Busy.Add(1)
+		return &unavailableError{ErrBusy}
+	}
+	defer v.queued.Add(-1)
+	select {
+	case v.sem <- struct{}{}:
+		return nil
+	case <-wctx.Done():
+		if abandon.Err() != nil {
+			v.Stats.Abandoned.Add(1)
+			return &unavailableError{errAbandoned}
+		}
+		v.Stats.Busy.Add(1)
+		return &unavailableError{ErrBusy}
+	}
+}
+
 // refreshAsync re-reads a stale entry in the background, one goroutine
-// per digest at most.
+// per digest at most. It waits for the lookup like a requester that never
+// leaves, so the lookup is not cancelled when the requests that served
+// the stale entry are gone.
 func (v *Verifier) refreshAsync(d keystore.Digest) {
 	s := slot(d)
 	if _, busy := v.refreshing.LoadOrStore(s, struct{}{}); busy {
@@ -330,15 +462,19 @@ func (v *Verifier) refreshAsync(d keystore.Digest) {
 	go func() {
 		defer v.background.Done()
 		defer v.refreshing.Delete(s)
-		_, err, _ := v.flight.Do(string(d[:]), func() (any, error) { return v.fill(d) })
-		if errors.Is(err, keystore.ErrNotFound) {
+		c, ok := v.lookup(d)
+		if !ok {
+			return
+		}
+		<-c.done
+		if errors.Is(c.err, keystore.ErrNotFound) {
 			// The key is gone from the store: stop serving it.
 			v.pos.Del(s)
 		}
 	}()
 }
 
-// enter registers background work (a store query or a refresh) so that
+// enter registers background work (a store lookup or a refresh) so that
 // Close can wait for it; it fails once Close has begun. The caller must
 // call v.background.Done when it succeeds.
 func (v *Verifier) enter() bool {
@@ -352,11 +488,13 @@ func (v *Verifier) enter() bool {
 }
 
 // Invalidate forgets d in both caches; the next request asks the store.
+// Entries of d read before this call are never served again, even one
+// that a query in flight stores afterwards.
 func (v *Verifier) Invalidate(d keystore.Digest) {
-	v.gens[d[0]].Add(1)
+	v.gen(d).Add(1)
 	v.pos.Del(slot(d))
 	v.neg.Del(slot(d))
-	v.flight.Forget(string(d[:]))
+	v.flights.forget(d)
 	v.Stats.Invalidations.Add(1)
 }
 
@@ -368,14 +506,11 @@ func (v *Verifier) Invalidate(d keystore.Digest) {
 // during an outage does not turn cached keys into 503s.
 func (v *Verifier) Purge() {
 	v.epoch.Add(1)
-	for i := range v.gens {
-		v.gens[i].Add(1)
-	}
 	v.Stats.Purges.Add(1)
 }
 
-// Close waits for store queries in flight, stops background work and
-// releases the caches.
+// Close cancels store lookups in flight, waits for them and for background
+// work, and releases the caches.
 func (v *Verifier) Close() {
 	v.mu.Lock()
 	already := v.closed
@@ -384,6 +519,7 @@ func (v *Verifier) Close() {
 	if already {
 		return
 	}
+	v.flights.cancelAll()
 	v.background.Wait()
 	v.pos.Close()
 	v.neg.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,6 +25,7 @@ type fakeStore struct {
 	keys    map[keystore.Digest]*keystore.Key
 	err     error         // returned by every Lookup when set
 	gate    chan struct{} // when set, Lookup waits for it to close
+	deaf    bool          // Lookup waits for gate even past its deadline
 	queries atomic.Int64
 	active  atomic.Int64
 	peak    atomic.Int64
@@ -42,9 +44,11 @@ func (s *fakeStore) Lookup(ctx context.Context, d keystore.Digest) (*keystore.Ke
 		}
 	}
 	s.mu.Lock()
-	gate, err := s.gate, s.err
+	gate, err, deaf := s.gate, s.err, s.deaf
 	s.mu.Unlock()
-	if gate != nil {
+	if gate != nil && deaf {
+		<-gate
+	} else if gate != nil {
 		select {
 		case <-gate:
 		case <-ctx.Done():
@@ -448,5 +452,253 @@ func waitRevoked(t *testing.T, v *Verifier, d keystore.Digest, failure string) {
 			t.Fatal(failure)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestInvalidateBetweenCheckAndSet lands an invalidation in the one window
+// that the fill's overlap check cannot see: after the check decided to
+// keep the answer and before ristretto stores it (ristretto deletes at
+// once but applies the later set from its buffer). The entry that lands
+// must never be served: the next lookup asks the store again.
+func TestInvalidateBetweenCheckAndSet(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour})
+	ctx := context.Background()
+	v.beforeSet = func(got keystore.Digest) {
+		if got != d {
+			return
+		}
+		s.set(func(s *fakeStore) { s.keys[d].RevokedAt = time.Unix(1, 0) })
+		v.Invalidate(d)
+	}
+	if _, err := v.Verify(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	v.beforeSet = nil
+	k, err := v.Verify(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.RevokedAt.IsZero() {
+		t.Fatal("an entry read before an invalidation and stored after it was served: the revocation was undone")
+	}
+	if q := s.queries.Load(); q != 2 {
+		t.Fatalf("%d store queries, want 2 (the second lookup must ask the store)", q)
+	}
+}
+
+// TestSlotWaitIsNotAStoreError: a lookup that times out waiting for a
+// query slot (the store is busy with other queries, not down) fails closed
+// but is not counted as a store error and does not switch the verifier
+// into its store-down mode.
+func TestSlotWaitIsNotAStoreError(t *testing.T) {
+	s := newFakeStore()
+	gate := make(chan struct{})
+	s.set(func(s *fakeStore) { s.gate, s.deaf = gate, true })
+	v, _ := newVerifier(t, s, Config{MaxQueries: 1, QueryTimeout: 100 * time.Millisecond})
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		v.Verify(context.Background(), randomDigest()) // holds the only slot
+	}()
+	for s.active.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	_, err := v.Verify(context.Background(), s.add("a"))
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("waiting for a slot past the deadline: %v, want ErrUnavailable (503)", err)
+	}
+	if v.storeDown.Load() {
+		t.Error("a busy store was taken for a store that is down")
+	}
+	close(gate)
+	<-busy
+	if n := v.Stats.StoreErrors.Load(); n != 0 {
+		t.Fatalf("%d store errors counted for a wait for a query slot", n)
+	}
+}
+
+// TestAbandonedLookupIsCancelled: when every request waiting for a lookup
+// has gone, the lookup is cancelled instead of running to its deadline.
+func TestAbandonedLookupIsCancelled(t *testing.T) {
+	s := newFakeStore()
+	s.set(func(s *fakeStore) { s.gate = make(chan struct{}) }) // never answers
+	v, _ := newVerifier(t, s, Config{QueryTimeout: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := v.Verify(ctx, randomDigest())
+		done <- err
+	}()
+	for s.active.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Verify after its caller left: %v", err)
+	}
+	if ok, _ := waitFor(5*time.Second, func() bool { return s.active.Load() == 0 }); !ok {
+		t.Fatal("the store query ran on after every waiter had gone")
+	}
+	if n := v.Stats.StoreErrors.Load(); n != 0 {
+		t.Fatalf("an abandoned lookup counted as %d store errors", n)
+	}
+}
+
+// waitFor polls f until it is true or limit passes.
+func waitFor(limit time.Duration, f func() bool) (bool, time.Duration) {
+	start := time.Now()
+	for !f() {
+		if time.Since(start) > limit {
+			return false, time.Since(start)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true, time.Since(start)
+}
+
+// holdSlots makes n lookups that occupy n query slots until release is
+// closed, whatever their deadline.
+func holdSlots(t *testing.T, v *Verifier, s *fakeStore, n int) (release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	s.set(func(s *fakeStore) { s.gate, s.deaf = gate, true })
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.Verify(context.Background(), randomDigest())
+		}()
+	}
+	if ok, _ := waitFor(5*time.Second, func() bool { return s.active.Load() == int64(n) }); !ok {
+		t.Fatalf("%d of %d slot holders reached the store", s.active.Load(), n)
+	}
+	s.set(func(s *fakeStore) { s.gate, s.deaf = nil, false })
+	return func() { close(gate); wg.Wait() }
+}
+
+// TestFullQueueFailsFast: once MaxQueued lookups wait for a slot, the next
+// one fails at once with ErrBusy instead of waiting for its deadline.
+func TestFullQueueFailsFast(t *testing.T) {
+	s := newFakeStore()
+	v, _ := newVerifier(t, s, Config{MaxQueries: 1, MaxQueued: 2, QueryTimeout: time.Minute})
+	release := holdSlots(t, v, s, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.Verify(ctx, randomDigest())
+		}()
+	}
+	if ok, _ := waitFor(5*time.Second, func() bool { return v.queued.Load() == 2 }); !ok {
+		t.Fatalf("%d lookups queued, want 2", v.queued.Load())
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), randomDigest())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBusy) || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("lookup beyond a full queue: %v, want ErrBusy (and ErrUnavailable)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a lookup beyond a full queue waited instead of failing at once")
+	}
+	if v.Stats.Busy.Load() != 1 || v.Stats.StoreErrors.Load() != 0 {
+		t.Fatalf("busy %d, store errors %d; want 1 and 0", v.Stats.Busy.Load(), v.Stats.StoreErrors.Load())
+	}
+	cancel()
+	wg.Wait()
+	release()
+}
+
+// TestAbandonedFloodLeavesNoGoroutines: a flood of distinct unknown keys
+// whose clients leave at once must not leave lookups (and their
+// goroutines) running until the query deadline.
+func TestAbandonedFloodLeavesNoGoroutines(t *testing.T) {
+	s := newFakeStore()
+	v, _ := newVerifier(t, s, Config{MaxQueries: 4, QueryTimeout: time.Minute})
+	s.set(func(s *fakeStore) { s.gate = make(chan struct{}) }) // the store never answers
+	base := runtime.NumGoroutine()
+	const n = 1000
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.Verify(ctx, randomDigest())
+		}()
+	}
+	if ok, _ := waitFor(10*time.Second, func() bool { return v.Stats.Misses.Load() == n }); !ok {
+		t.Fatalf("only %d of %d lookups started", v.Stats.Misses.Load(), n)
+	}
+	cancel()
+	wg.Wait()
+	settled := func() bool { return v.Stats.Abandoned.Load()+v.Stats.Busy.Load() == n }
+	if ok, _ := waitFor(10*time.Second, func() bool { return runtime.NumGoroutine() <= base && settled() }); !ok {
+		t.Fatalf("%d goroutines left after every client went away (%d before)", runtime.NumGoroutine(), base)
+	}
+	// Those beyond the queue failed at once; the others were cancelled.
+	if a, b := v.Stats.Abandoned.Load(), v.Stats.Busy.Load(); a+b != n || b == 0 {
+		t.Errorf("%d lookups abandoned and %d refused as busy, want %d in all, some refused", a, b, n)
+	}
+	if e := v.Stats.StoreErrors.Load(); e != 0 {
+		t.Errorf("abandoned lookups counted as %d store errors", e)
+	}
+}
+
+// TestBusyServesStaleEntry: a cached key past its TTL keeps working while
+// no query slot is free, as it does while the store is down.
+func TestBusyServesStaleEntry(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	v, clk := newVerifier(t, s, Config{TTL: time.Second, MaxStale: time.Minute, MaxQueries: 1, QueryTimeout: 50 * time.Millisecond})
+	if _, err := v.Verify(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(2 * time.Second)
+	release := holdSlots(t, v, s, 1)
+	defer release()
+	if k, err := v.Verify(context.Background(), d); err != nil || k.ID != "a" {
+		t.Fatalf("stale key while the store is busy: %v %v", k, err)
+	}
+}
+
+func TestCached(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	unknown := randomDigest()
+	v, clk := newVerifier(t, s, Config{TTL: time.Minute, MaxStale: time.Hour})
+	ctx := context.Background()
+	if _, _, found := v.Cached(d); found {
+		t.Fatal("Cached found a key never looked up")
+	}
+	v.Verify(ctx, d)
+	v.Verify(ctx, unknown)
+	if k, err, found := v.Cached(d); !found || err != nil || k.ID != "a" {
+		t.Fatalf("Cached after a lookup: %v %v %v", k, err, found)
+	}
+	if _, err, found := v.Cached(unknown); !found || !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("Cached of an unknown key: %v %v", err, found)
+	}
+	queries := s.queries.Load()
+	clk.add(2 * time.Minute)
+	if _, _, found := v.Cached(d); found {
+		t.Fatal("Cached answered with an entry past its TTL")
+	}
+	if s.queries.Load() != queries {
+		t.Fatal("Cached asked the store")
+	}
+	v.Verify(ctx, d)
+	v.Invalidate(d)
+	if _, _, found := v.Cached(d); found {
+		t.Fatal("Cached answered for an invalidated key")
 	}
 }

@@ -30,6 +30,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retry_after       <duration>
 //		store_timeout     <duration>
 //		max_store_queries <n>
+//		failed_auth_limit <n>/s|m|h [burst <n>] | off
+//		allowed_origins   <origin...>
 //		cache {
 //			size         <n>
 //			ttl          <duration>
@@ -40,7 +42,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // Every subdirective is optional; `from` may be given several times
-// (tried in order) and `scopes` accumulates.
+// (tried in order); `scopes` and `allowed_origins` accumulate.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -148,6 +150,34 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.MaxStoreQueries = int(n)
+		case "failed_auth_limit":
+			if err := once(name); err != nil {
+				return err
+			}
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1 && args[0] == "off":
+				h.FailedAuthLimit = &FailedAuthLimit{Off: true}
+			case len(args) == 1:
+				h.FailedAuthLimit = &FailedAuthLimit{Rate: args[0]}
+			case len(args) == 3 && args[1] == "burst":
+				n, err := strconv.Atoi(args[2])
+				if err != nil || n <= 0 {
+					return d.Errf("failed_auth_limit: burst must be a positive whole number, got '%s'", args[2])
+				}
+				h.FailedAuthLimit = &FailedAuthLimit{Rate: args[0], Burst: n}
+			default:
+				return d.Errf("failed_auth_limit takes '<n>/s|m|h [burst <n>]' or 'off'")
+			}
+			if _, _, err := failedAuthLimit(h.FailedAuthLimit); err != nil {
+				return d.Err(err.Error())
+			}
+		case "allowed_origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.AllowedOrigins = append(h.AllowedOrigins, args...)
 		case "cache":
 			if err := once(name); err != nil {
 				return err

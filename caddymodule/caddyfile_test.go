@@ -54,6 +54,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			retry_after       10s
 			store_timeout     500ms
 			max_store_queries 4
+			failed_auth_limit 5/m burst 10
+			allowed_origins   https://app.example.com
+			allowed_origins   https://admin.example.com:8443
 			cache {
 				size          1000
 				ttl           1m
@@ -79,6 +82,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			"retry_after": 10000000000,
 			"store_timeout": 500000000,
 			"max_store_queries": 4,
+			"failed_auth_limit": {"rate": "5/m", "burst": 10},
+			"allowed_origins": ["https://app.example.com", "https://admin.example.com:8443"],
 			"cache": {
 				"size": 1000,
 				"ttl": 60000000000,
@@ -103,6 +108,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			scopes c
 			scopes a
 		}`, `{"scopes": ["a", "b", "c", "a"]}`},
+		{"failed_auth_limit off", `api_key {
+			failed_auth_limit off
+		}`, `{"failed_auth_limit": {"off": true}}`},
+		{"failed_auth_limit rate only", `api_key {
+			failed_auth_limit 100/h
+		}`, `{"failed_auth_limit": {"rate": "100/h"}}`},
 		{"identity headers off", `api_key {
 			id_header off
 			owner_header off
@@ -220,6 +231,16 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"max_store_queries fraction", "api_key {\nmax_store_queries 1.5\n}", "max_store_queries must be a positive whole number, got '1.5'"},
 		{"max_store_queries word", "api_key {\nmax_store_queries many\n}", "max_store_queries must be a positive whole number, got 'many'"},
 		{"max_store_queries without value", "api_key {\nmax_store_queries\n}", "max_store_queries needs a value"},
+		{"failed_auth_limit without value", "api_key {\nfailed_auth_limit\n}", "failed_auth_limit takes '<n>/s|m|h [burst <n>]' or 'off'"},
+		{"failed_auth_limit twice", "api_key {\nfailed_auth_limit off\nfailed_auth_limit off\n}", "subdirective 'failed_auth_limit' given more than once"},
+		{"failed_auth_limit bad rate", "api_key {\nfailed_auth_limit 20\n}", "rate \"20\" must be N/s, N/m or N/h"},
+		{"failed_auth_limit bad unit", "api_key {\nfailed_auth_limit 20/d\n}", "must be N/s, N/m or N/h"},
+		{"failed_auth_limit zero", "api_key {\nfailed_auth_limit 0/s\n}", "must be N/s, N/m or N/h"},
+		{"failed_auth_limit burst word", "api_key {\nfailed_auth_limit 1/s burst x\n}", "burst must be a positive whole number, got 'x'"},
+		{"failed_auth_limit burst zero", "api_key {\nfailed_auth_limit 1/s burst 0\n}", "burst must be a positive whole number, got '0'"},
+		{"failed_auth_limit burst without n", "api_key {\nfailed_auth_limit 1/s burst\n}", "failed_auth_limit takes"},
+		{"failed_auth_limit off with rate", "api_key {\nfailed_auth_limit off 1/s\n}", "failed_auth_limit takes"},
+		{"allowed_origins without value", "api_key {\nallowed_origins\n}", "wrong argument count"},
 
 		{"cache with argument", "api_key {\ncache big\n}", "wrong argument count"},
 		{"cache unknown option", "api_key {\ncache {\nbogus 1\n}\n}", "unrecognized cache option 'bogus'"},

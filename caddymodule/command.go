@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -30,17 +32,29 @@ accepts, and migrates the key store's schema.
 
 Every subcommand uses the same key store as the api_key directive: the
 embedded SQLite store under Caddy's data directory unless --database (or
-KEYGATE_DATABASE) names another. Creating a key needs the gateway's pepper:
---pepper or KEYGATE_PEPPER, which accept the same placeholders as the
-directive ({env.NAME}, {file./path}); with the embedded store and no pepper,
-the pepper file beside the database is used (and created if missing).
+KEYGATE_DATABASE) names another.
+
+Creating a key needs the gateway's pepper, given one way only:
+--pepper-file PATH or KEYGATE_PEPPER_FILE (a file only its owner can read),
+KEYGATE_PEPPER, or --pepper, which like the directive accepts placeholders
+({env.NAME}, {file./path}). With the embedded store and no pepper, the
+pepper file beside the database is used (and created if missing). A pepper
+is at least 32 random bytes, hex or base64 encoded: openssl rand -hex 32.
+
+Other users can read command lines in the process list: keep secrets out
+of them. Use the pepper file or environment variables above rather than a
+literal --pepper, and KEYGATE_DATABASE rather than a --database holding a
+password (or leave the password out: PGPASSWORD and ~/.pgpass are read).
 
 A new key is printed exactly once. Keygate stores only its HMAC digest; a
 lost key cannot be recovered, only revoked and replaced.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.PersistentFlags().String("database", "", "Key store DSN: postgres://… or sqlite:PATH (env KEYGATE_DATABASE; default: the embedded store)")
-			cmd.PersistentFlags().String("pepper", "", "Pepper the gateway uses; placeholders allowed (env KEYGATE_PEPPER)")
+			cmd.PersistentFlags().String("database", "", "Key store DSN: postgres://… or sqlite:PATH (env KEYGATE_DATABASE; default: the embedded store); "+
+				"a password here is visible in the process list")
+			cmd.PersistentFlags().String("pepper", "", "Pepper the gateway uses; placeholders allowed (env KEYGATE_PEPPER); "+
+				"a literal value is visible in the process list, prefer --pepper-file")
+			cmd.PersistentFlags().String("pepper-file", "", "File holding the pepper, readable by its owner only (env KEYGATE_PEPPER_FILE)")
 			cmd.PersistentFlags().Duration("timeout", 30*time.Second, "How long to wait for the key store")
 			cmd.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
@@ -55,23 +69,54 @@ lost key cannot be recovered, only revoked and replaced.
 
 // cliEnv is what every subcommand resolves from flags and environment.
 type cliEnv struct {
-	dsn    string
-	pepper string // configured pepper, placeholders not yet replaced
-	ctx    context.Context
-	cancel context.CancelFunc
-	out    io.Writer
-	errOut io.Writer
+	dsn            string
+	pepper         string // configured pepper, placeholders not yet replaced
+	pepperFile     string // file holding the pepper, instead of pepper
+	pepperFileFrom string // the flag or variable that named pepperFile
+	ctx            context.Context
+	cancel         context.CancelFunc
+	out            io.Writer
+	errOut         io.Writer
+}
+
+// Warnings about secrets on the command line, which every user of the
+// machine can read in the process list.
+const (
+	pepperFlagWarning = "warning: --pepper on the command line is visible to other users in the process list; " +
+		"use --pepper-file, KEYGATE_PEPPER_FILE or KEYGATE_PEPPER"
+	databasePasswordWarning = "warning: --database on the command line contains a password, which is visible to other users " +
+		"in the process list; use KEYGATE_DATABASE, or leave the password out and let PGPASSWORD or ~/.pgpass supply it"
+)
+
+// placeholderOnly matches a setting that is one {env.…} or {file.…}
+// placeholder: the command line then shows where the secret is, not the
+// secret.
+var placeholderOnly = regexp.MustCompile(`^\{(env|file)\.[^{}]+\}$`)
+
+// flagOrEnv returns the flag's value if it was given, else the
+// environment variable's, and which of the two it came from.
+func flagOrEnv(flags *pflag.FlagSet, name, env string) (value, from string) {
+	if flags.Changed(name) {
+		value, _ = flags.GetString(name)
+		return value, "--" + name
+	}
+	return os.Getenv(env), env
 }
 
 func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	flags := cmd.Flags()
-	dsn, _ := flags.GetString("database")
-	if !flags.Changed("database") {
-		dsn = os.Getenv("KEYGATE_DATABASE")
+	errOut := cmd.ErrOrStderr()
+	dsn, _ := flagOrEnv(flags, "database", "KEYGATE_DATABASE")
+	if flags.Changed("database") && keystore.RedactDSN(dsn) != dsn {
+		fmt.Fprintln(errOut, databasePasswordWarning)
 	}
-	pepper, _ := flags.GetString("pepper")
-	if !flags.Changed("pepper") {
-		pepper = os.Getenv("KEYGATE_PEPPER")
+	pepper, pepperFrom := flagOrEnv(flags, "pepper", "KEYGATE_PEPPER")
+	if flags.Changed("pepper") && pepper != "" && !placeholderOnly.MatchString(strings.TrimSpace(pepper)) {
+		fmt.Fprintln(errOut, pepperFlagWarning)
+	}
+	pepperFile, pepperFileFrom := flagOrEnv(flags, "pepper-file", "KEYGATE_PEPPER_FILE")
+	if pepper != "" && pepperFile != "" {
+		return nil, fmt.Errorf("%s and %s are both set: give the pepper one way only", pepperFrom, pepperFileFrom)
 	}
 	timeout, _ := flags.GetDuration("timeout")
 	if timeout <= 0 {
@@ -87,8 +132,12 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	if err := keystore.ValidateDSN(dsn); err != nil {
 		return nil, fmt.Errorf("--database: %v", err)
 	}
+	if warning := keystore.CheckStoreDir(dsn); warning != "" {
+		fmt.Fprintln(errOut, "warning: "+warning)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	return &cliEnv{dsn: dsn, pepper: pepper, ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}, nil
+	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, pepperFileFrom: pepperFileFrom,
+		ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: errOut}, nil
 }
 
 // open opens the store; with needHasher it also resolves the pepper and
@@ -96,9 +145,15 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 func (e *cliEnv) open(needHasher bool) (keystore.Store, *keystore.Hasher, error) {
 	var hasher *keystore.Hasher
 	var opts keystore.Options
-	if needHasher || e.pepper != "" {
-		pepper, err := resolvePepper(caddy.NewReplacer(), e.pepper, e.dsn)
-		if err != nil {
+	if needHasher || e.pepper != "" || e.pepperFile != "" {
+		var pepper []byte
+		var err error
+		if e.pepperFile != "" {
+			// Read as it is: no placeholders in a secret.
+			if pepper, err = keystore.ReadPepperFile(e.pepperFile); err != nil {
+				return nil, nil, fmt.Errorf("%s: %v", e.pepperFileFrom, err)
+			}
+		} else if pepper, err = resolvePepper(caddy.NewReplacer(), e.pepper, e.dsn); err != nil {
 			return nil, nil, err
 		}
 		if hasher, err = keystore.NewHasher(pepper); err != nil {

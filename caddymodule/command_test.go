@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -159,7 +162,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 
 // cliEnvironment isolates the CLI from the caller's environment.
 func cliEnvironment(t *testing.T) {
-	for _, name := range []string{"KEYGATE_DATABASE", "KEYGATE_PEPPER", "KEYGATE_PREFIX"} {
+	for _, name := range []string{"KEYGATE_DATABASE", "KEYGATE_PEPPER", "KEYGATE_PEPPER_FILE", "KEYGATE_PREFIX"} {
 		t.Setenv(name, "")
 	}
 }
@@ -289,7 +292,7 @@ func TestCLIErrors(t *testing.T) {
 	}
 	format, _ := keystore.NewFormat("")
 	key, _, _ := format.Generate()
-	wrongPepper := strings.Repeat("p", 40)
+	wrongPepper := "5f2a8c1e7d3b90a46e1c5f8b2d7a03e9c6b4f1d85a2e7c03b9d6f4a18e5c2b70"
 	tests := []struct {
 		name    string
 		args    []string
@@ -340,5 +343,203 @@ func TestCLIErrors(t *testing.T) {
 	var listed []keystore.Key
 	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 1 {
 		t.Errorf("after failed creates the store holds %s (%v)", out, err)
+	}
+}
+
+// Peppers for the CLI tests, shaped like `openssl rand -hex 32` output.
+const (
+	cliPepper      = "8b1f4c7e2a9d05b63e8f1a4c7d2b09e56a3f8c1d4e7b20a95c6f3e8d1b4a7c02"
+	cliOtherPepper = "2e7a9c4f1b8d36e05a2c7f9b4d1e83a60c5f2b8e7d4a19c36b0e5f2a8d7c4b91"
+)
+
+// writeSecret writes content to a file in dir with mode.
+func writeSecret(t *testing.T, dir, name, content string, mode os.FileMode) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// noSecrets fails the test if any output shows a pepper or password.
+func noSecrets(t *testing.T, err error, out, errOut string, secrets ...string) {
+	t.Helper()
+	for _, secret := range append(secrets, cliPepper, cliOtherPepper) {
+		if strings.Contains(fmt.Sprint(err, out, errOut), secret) {
+			t.Errorf("output reveals a secret:\nerror %v\nstdout %s\nstderr %s", err, out, errOut)
+		}
+	}
+}
+
+// TestCLIPepperFile: --pepper-file and KEYGATE_PEPPER_FILE give the CLI
+// the gateway's pepper without putting it on the command line.
+func TestCLIPepperFile(t *testing.T) {
+	cliEnvironment(t)
+	dir := t.TempDir()
+	// A directory the store makes itself is private: no warning about it.
+	dsn := "sqlite:" + filepath.Join(dir, "store", "keys.db")
+	db := "--database=" + dsn
+	good := writeSecret(t, dir, "pepper", "\n"+cliPepper+"\n", 0o600)
+
+	out, errOut, err := runCLI(t, "create", db, "--name", "from flag", "--pepper-file", good)
+	if err != nil {
+		t.Fatalf("create --pepper-file: %v\n%s", err, errOut)
+	}
+	noSecrets(t, err, out, errOut)
+	if strings.Contains(errOut, "warning") {
+		t.Errorf("create --pepper-file warned: %s", errOut)
+	}
+	// The key is the gateway's: the file's pepper, whitespace trimmed.
+	h := provision(t, &Handler{Database: dsn, Pepper: cliPepper})
+	if s := serve(h, newRequest("/", bearer(strings.TrimSpace(out)))); s.next == nil {
+		t.Fatalf("gateway refused the key made with --pepper-file: %d %s", s.rec.Code, s.rec.Body)
+	}
+	t.Setenv("KEYGATE_PEPPER_FILE", good)
+	out, errOut, err = runCLI(t, "create", db, "--name", "from env")
+	if err != nil {
+		t.Fatalf("create with KEYGATE_PEPPER_FILE: %v\n%s", err, errOut)
+	}
+	if s := serve(h, newRequest("/", bearer(strings.TrimSpace(out)))); s.next == nil {
+		t.Fatalf("gateway refused the key made with KEYGATE_PEPPER_FILE: %d %s", s.rec.Code, s.rec.Body)
+	}
+	t.Setenv("KEYGATE_PEPPER_FILE", "")
+
+	other := writeSecret(t, dir, "other", cliOtherPepper, 0o600)
+	readable := writeSecret(t, dir, "readable", cliPepper, 0o640)
+	weak := writeSecret(t, dir, "weak", strings.Repeat("ab", 32), 0o600)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{"another pepper", nil, []string{"--pepper-file", other}, "pepper does not match"},
+		{"file readable by others", nil, []string{"--pepper-file", readable}, "is readable by other users (mode -rw-r-----); run: chmod 600 " + readable},
+		{"env file readable by others", map[string]string{"KEYGATE_PEPPER_FILE": readable}, nil, "KEYGATE_PEPPER_FILE: pepper file " + readable + " is readable by other users"},
+		{"missing file", nil, []string{"--pepper-file", filepath.Join(dir, "none")}, "--pepper-file: reading pepper file"},
+		{"weak pepper", nil, []string{"--pepper-file", weak}, "pepper is not random"},
+		{"both flags", nil, []string{"--pepper", cliPepper, "--pepper-file", good}, "--pepper and --pepper-file are both set: give the pepper one way only"},
+		{"env pepper and flag file", map[string]string{"KEYGATE_PEPPER": cliPepper}, []string{"--pepper-file", good}, "KEYGATE_PEPPER and --pepper-file are both set"},
+		{"flag pepper and env file", map[string]string{"KEYGATE_PEPPER_FILE": good}, []string{"--pepper", cliPepper}, "--pepper and KEYGATE_PEPPER_FILE are both set"},
+		{"both env", map[string]string{"KEYGATE_PEPPER": cliPepper, "KEYGATE_PEPPER_FILE": good}, nil, "KEYGATE_PEPPER and KEYGATE_PEPPER_FILE are both set"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			out, errOut, err := runCLI(t, append([]string{"create", db, "--name", "x"}, tt.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q\nstderr %s", err, tt.wantErr, errOut)
+			}
+			noSecrets(t, err, out, errOut)
+		})
+	}
+	out, _, err = runCLI(t, "list", db, "--all", "--json")
+	var listed []keystore.Key
+	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 2 {
+		t.Errorf("after failed creates the store holds %s (%v)", out, err)
+	}
+}
+
+// TestCLISecretWarnings: a pepper or a database password typed on the
+// command line is visible in the process list; the CLI says so (without
+// repeating it) and names the safe ways. So does a key store directory
+// that other users can enter.
+func TestCLISecretWarnings(t *testing.T) {
+	cliEnvironment(t)
+	const pepperWarning = "warning: --pepper on the command line is visible to other users in the process list; " +
+		"use --pepper-file, KEYGATE_PEPPER_FILE or KEYGATE_PEPPER"
+	dir := t.TempDir()
+	pepperFile := writeSecret(t, dir, "pepper", cliPepper, 0o600)
+	openDir := filepath.Join(dir, "open")
+	if err := os.Mkdir(openDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // in stderr; "" for no warning at all
+	}{
+		{"literal pepper", nil, []string{"--pepper", cliPepper}, pepperWarning},
+		{"literal pepper with =", nil, []string{"--pepper=" + cliPepper}, pepperWarning},
+		{"env placeholder", map[string]string{"KEYGATE_TEST_CLI_PEPPER": cliPepper}, []string{"--pepper", "{env.KEYGATE_TEST_CLI_PEPPER}"}, ""},
+		{"file placeholder", nil, []string{"--pepper", "{file." + pepperFile + "}"}, ""},
+		{"KEYGATE_PEPPER", map[string]string{"KEYGATE_PEPPER": cliPepper}, nil, ""},
+		{"pepper file", nil, []string{"--pepper-file", pepperFile}, ""},
+		{"no pepper", nil, nil, ""},
+		{"store directory open to others", nil, []string{"--database", "sqlite:" + filepath.Join(openDir, "keys.db")},
+			"warning: key store directory " + openDir + " is open to other users (mode 0755)"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"list", "--database=sqlite:" + filepath.Join(dir, fmt.Sprint(i), "keys.db")}, tt.args...)
+			out, errOut, err := runCLI(t, args...)
+			if err != nil {
+				t.Fatalf("list: %v\n%s", err, errOut)
+			}
+			noSecrets(t, err, out, errOut)
+			if tt.want == "" && strings.Contains(errOut, "warning") || !strings.Contains(errOut, tt.want) {
+				t.Errorf("stderr %q, want %q", errOut, tt.want)
+			}
+		})
+	}
+}
+
+// TestCLIDatabasePasswordWarning: a password in --database is visible in
+// the process list; in KEYGATE_DATABASE, PGPASSWORD or ~/.pgpass it is not.
+func TestCLIDatabasePasswordWarning(t *testing.T) {
+	cliEnvironment(t)
+	const warning = "warning: --database on the command line contains a password, which is visible to other users " +
+		"in the process list; use KEYGATE_DATABASE, or leave the password out and let PGPASSWORD or ~/.pgpass supply it"
+	base, err := url.Parse(pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test server trusts local connections: any password will do.
+	withUserPassword := *base
+	withUserPassword.User = url.UserPassword(base.User.Username(), "hunter2")
+	withQueryPassword := *base
+	q := withQueryPassword.Query()
+	q.Set("sslpassword", "hunter2")
+	withQueryPassword.RawQuery = q.Encode()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"user password", nil, []string{"--database", withUserPassword.String()}, warning},
+		{"query password", nil, []string{"--database=" + withQueryPassword.String()}, warning},
+		{"no password", nil, []string{"--database", base.String()}, ""},
+		{"KEYGATE_DATABASE", map[string]string{"KEYGATE_DATABASE": withUserPassword.String()}, nil, ""},
+		{"placeholder", map[string]string{"KEYGATE_TEST_CLI_DB": withUserPassword.String()}, []string{"--database", "{env.KEYGATE_TEST_CLI_DB}"}, ""},
+		{"PGPASSWORD", map[string]string{"PGPASSWORD": "hunter2"}, []string{"--database", base.String()}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			out, errOut, err := runCLI(t, append([]string{"migrate"}, tt.args...)...)
+			if err != nil {
+				t.Fatalf("migrate: %v\n%s", err, errOut)
+			}
+			noSecrets(t, err, out, errOut, "hunter2")
+			if tt.want == "" && strings.Contains(errOut, "warning") || !strings.Contains(errOut, tt.want) {
+				t.Errorf("stderr %q, want %q", errOut, tt.want)
+			}
+		})
 	}
 }

@@ -2,13 +2,19 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/textproto"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // FuzzExtract sends arbitrary Authorization, X-API-Key, query and Cookie
@@ -35,12 +41,12 @@ func FuzzExtract(f *testing.F) {
 		if cookie != "" {
 			r.Header["Cookie"] = strings.Split(cookie, "\n")
 		}
-		got, res := extract(r, everySource)
+		got, _, res := extract(r, everySource)
 		if res != keyFound && got != "" {
 			t.Fatalf("extract returned %q with result %d", got, res)
 		}
 		strip(r, everySource)
-		if again, res := extract(r, everySource); res != keyAbsent {
+		if again, _, res := extract(r, everySource); res != keyAbsent {
 			t.Fatalf("after strip a source still yields %q (result %d); request %+v %q", again, res, r.Header, r.URL.RawQuery)
 		}
 	})
@@ -62,6 +68,8 @@ func FuzzCaddyfile(f *testing.F) {
 		"cache {\n max_stale 1h\n}",
 		"from\nfrom nope\nfrom bearer x\nprefix\nprefix a b",
 		"max_store_queries -1\ncache {\n size 0\n}\nbogus",
+		"failed_auth_limit 5/m burst 10\nfrom cookie c\nallowed_origins https://a.example",
+		"failed_auth_limit off\nfailed_auth_limit 1/x burst",
 	} {
 		f.Add(seed)
 	}
@@ -86,5 +94,62 @@ func FuzzCaddyfile(f *testing.F) {
 			t.Fatalf("JSON round trip changed the config:\n%+v\n%+v", h, back)
 		}
 		h.validateConfig()
+	})
+}
+
+// FuzzIdentity sends arbitrary Connection headers and request trailers
+// (names and values, declared or not) with an accepted key. Whatever they
+// say, after reverse_proxy's hop-by-hop removal the upstream must see the
+// trusted identity headers as set, and no trailer may carry an identity
+// header, Authorization or a header source.
+func FuzzIdentity(f *testing.F) {
+	f.Add("x-api-key-id, X-Api-Key-Owner", "X-Api-Key-Id", "X-Api-Key-Id\nx-who", "admin")
+	f.Add("close,,  X-WHO ,keep-alive", "", "Authorization\nX-Api-Key", "Bearer kg_x")
+	f.Add("", "X-Checksum, X-Api-Key-Owner", "X-Checksum", "1")
+	f.Fuzz(func(t *testing.T, connection, declared, sent, value string) {
+		h := &Handler{IDHeader: "X-Who", Sources: []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}}}
+		if err := h.validateConfig(); err != nil {
+			t.Fatal(err)
+		}
+		h.format, _ = keystore.NewFormat("")
+		key := &keystore.Key{ID: "AAAAAAAAAAAA", Owner: "acme"}
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header["Connection"] = strings.Split(connection, "\n")
+		var trailer http.Header
+		if declared != "" {
+			trailer = http.Header{}
+			for name := range strings.SplitSeq(declared, ",") {
+				trailer[textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(name))] = nil
+			}
+		}
+		r.Trailer = trailer
+		sentTrailer := http.Header{}
+		for name := range strings.SplitSeq(sent, "\n") {
+			sentTrailer[textproto.CanonicalMIMEHeaderKey(name)] = []string{value}
+		}
+		if trailer != nil {
+			r.Body = &trailerBody{Reader: strings.NewReader("body"), trailer: trailer, sent: sentTrailer}
+		}
+		h.admit(r, key)
+		out := r.Header.Clone()
+		for _, v := range out["Connection"] {
+			for tok := range strings.SplitSeq(v, ",") {
+				out.Del(textproto.TrimString(tok))
+			}
+		}
+		if got := out.Values("X-Who"); len(got) != 1 || got[0] != key.ID {
+			t.Fatalf("X-Who after hop-by-hop removal = %q (Connection %q)", got, connection)
+		}
+		if got := out.Values("X-Api-Key-Owner"); len(got) != 1 || got[0] != "acme" {
+			t.Fatalf("X-Api-Key-Owner after hop-by-hop removal = %q (Connection %q)", got, connection)
+		}
+		if r.Body != nil {
+			io.ReadAll(r.Body)
+		}
+		for name := range r.Trailer {
+			if slices.Contains(h.trailerBlocked, textproto.CanonicalMIMEHeaderKey(name)) {
+				t.Fatalf("trailer %q survives (declared %q, sent %q)", name, declared, sent)
+			}
+		}
 	})
 }

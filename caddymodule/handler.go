@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,8 +48,10 @@ type Handler struct {
 	// Default: sqlite:<Caddy data directory>/keygate/keys.db.
 	Database string `json:"database,omitempty"`
 
-	// Pepper is the server secret keys are hashed with (HMAC-SHA-256), at
-	// least 32 bytes. Use a placeholder such as {env.KEYGATE_PEPPER} or
+	// Pepper is the server secret keys are hashed with (HMAC-SHA-256): at
+	// least 32 random bytes, hex or base64 encoded (openssl rand -hex 32);
+	// passphrases and repetitive values are refused. Use a placeholder such
+	// as {env.KEYGATE_PEPPER} or
 	// {file./etc/keygate/pepper} rather than the secret itself. Required
 	// with PostgreSQL; with the embedded store and no pepper, one is
 	// generated on first start into the file <database path>.pepper
@@ -60,8 +63,9 @@ type Handler struct {
 	Prefix string `json:"prefix,omitempty"`
 
 	// Sources lists where to look for the key, in order; the first source
-	// that holds a value is used. Default: bearer, then the X-API-Key
-	// header.
+	// that holds a value is used. Default: bearer only (Authorization:
+	// Bearer), the one source Caddy's request logs redact by themselves;
+	// for a header or query source, log with the redact_api_keys encoder.
 	Sources []KeySource `json:"sources,omitempty"`
 
 	// Scopes the key must grant (all of them). Default: none.
@@ -100,16 +104,55 @@ type Handler struct {
 	// store and cache configuration. Default: 16.
 	MaxStoreQueries int `json:"max_store_queries,omitempty"`
 
-	logger      *zap.Logger
-	format      keystore.Format
-	hasher      *keystore.Hasher
-	sources     []KeySource
-	problems    *problems
-	verifier    *sharedVerifier
-	poolKey     verifierKey
-	idHeader    string
-	ownerHeader string
-	lastErrLog  *atomic.Int64 // unix nanos of the last store error logged at error level
+	// FailedAuthLimit is each client's budget of failed key checks
+	// (malformed, unknown or revoked keys), kept per client address:
+	// Caddy's client IP, which honours trusted_proxies, and for IPv6 the
+	// /64 it belongs to. A client past its budget gets 429 with
+	// Retry-After for every key that is not already cached, before the key
+	// store is asked, so that a flood of made-up keys cannot crowd out the
+	// store queries of real ones. A check that needs the store counts
+	// until the store answers that the key exists. While the budget is on,
+	// each client may also have at most a quarter of max_store_queries
+	// lookups in flight at once; its further lookups wait for its own
+	// earlier ones (up to store_timeout, then 429), not in the queue all
+	// clients share. Default: 20/s with a burst of 100.
+	FailedAuthLimit *FailedAuthLimit `json:"failed_auth_limit,omitempty"`
+
+	// AllowedOrigins are origins (scheme://host[:port]) whose pages may
+	// send state-changing requests authenticated by a cookie. It matters
+	// only for keys that came from a cookie source: browsers send cookies
+	// by themselves, so a POST, PUT, PATCH or DELETE whose key came from a
+	// cookie is refused with 403 when the browser marks it cross-site
+	// (Sec-Fetch-Site) or its Origin is not this site's, unless the origin
+	// is listed here. Default: none.
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+
+	logger         *zap.Logger
+	format         keystore.Format
+	hasher         *keystore.Hasher
+	sources        []KeySource
+	problems       *problems
+	verifier       *sharedVerifier
+	poolKey        verifierKey
+	idHeader       string
+	ownerHeader    string
+	identityNames  []string // every identity header name a client must not set
+	trailerBlocked []string // header names never forwarded as request trailers
+	failures       *failureBudget
+	pending        *pendingLookups
+	crossOrigin    *http.CrossOriginProtection
+	lastErrLog     *atomic.Int64 // unix nanos of the last store error logged at error level
+}
+
+// FailedAuthLimit is the budget of failed key checks per client.
+type FailedAuthLimit struct {
+	// Off turns the budget off.
+	Off bool `json:"off,omitempty"`
+	// Rate is the sustained rate of failures a client may have: "N/s",
+	// "N/m" or "N/h". Default: 20/s.
+	Rate string `json:"rate,omitempty"`
+	// Burst is how many failures a client may have at once. Default: 100.
+	Burst int `json:"burst,omitempty"`
 }
 
 // CacheConfig tunes the verification cache.
@@ -139,6 +182,11 @@ const (
 	defaultRealm       = "api"
 	defaultRetryAfter  = 5 * time.Second
 	defaultMaxStale    = 5 * time.Minute
+	// The failed-key-check budget per client, and how many clients it
+	// remembers (about 64 bytes each).
+	defaultFailedAuthRate  = "20/s"
+	defaultFailedAuthBurst = 100
+	failedAuthClients      = 65536
 	// provisionTimeout bounds the first contact with the store at start
 	// or reload. PostgreSQL that does not answer in time is not an error
 	// (see keystore.Open); the gateway answers 503 until it does.
@@ -174,6 +222,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := keystore.ValidateDSN(dsn); err != nil {
 		return fmt.Errorf("database: %v", err)
 	}
+	if warning := keystore.CheckStoreDir(dsn); warning != "" {
+		h.logger.Warn(warning)
+	}
 	pepper, err := resolvePepper(repl, h.Pepper, dsn)
 	if err != nil {
 		return err
@@ -185,6 +236,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.problems = newProblems(h.realm(), h.Scopes, retrySeconds(h.RetryAfter))
+	h.checkLogRedaction(ctx)
+	if h.failures, err = acquireFailureBudget(h.FailedAuthLimit); err != nil {
+		return err
+	}
+	if h.failures != nil {
+		h.pending = newPendingLookups(h.cacheConfig().MaxQueries)
+	}
 
 	h.poolKey = verifierKey{
 		store: storeKey{dsn: dsn, pepperCheck: h.hasher.PepperCheck()},
@@ -241,6 +299,40 @@ func (h *Handler) validateConfig() error {
 	}
 	if h.idHeader != "" && h.idHeader == h.ownerHeader {
 		return fmt.Errorf("id_header and owner_header are both %s", h.idHeader)
+	}
+	// The default names are removed from every request even when renamed
+	// or off: an upstream may still trust them.
+	h.identityNames = nil
+	for _, n := range []string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader} {
+		if n != "" && !slices.Contains(h.identityNames, n) {
+			h.identityNames = append(h.identityNames, n)
+		}
+	}
+	h.trailerBlocked = append([]string{"Authorization"}, h.identityNames...)
+	for _, src := range h.sources {
+		switch src.From {
+		case FromHeader:
+			h.trailerBlocked = append(h.trailerBlocked, src.Name)
+		case FromCookie:
+			h.trailerBlocked = append(h.trailerBlocked, "Cookie")
+		}
+	}
+	if _, _, err := failedAuthLimit(h.FailedAuthLimit); err != nil {
+		return err
+	}
+	h.crossOrigin = nil
+	for _, src := range h.sources {
+		if src.From == FromCookie {
+			h.crossOrigin = http.NewCrossOriginProtection()
+		}
+	}
+	for _, o := range h.AllowedOrigins {
+		if h.crossOrigin == nil {
+			return fmt.Errorf("allowed_origins is only used with a cookie key source")
+		}
+		if err := h.crossOrigin.AddTrustedOrigin(o); err != nil {
+			return fmt.Errorf("allowed_origins: %v", err)
+		}
 	}
 	if strings.ContainsAny(h.Realm, "\"\\") || strings.IndexFunc(h.Realm, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
 		return fmt.Errorf("realm %q may contain only printable ASCII without quotes or backslashes", h.Realm)
@@ -350,6 +442,10 @@ func resolvePepper(repl *caddy.Replacer, configured, dsn string) ([]byte, error)
 // Cleanup releases this handler's share of the store and cache. It is safe
 // after a failed Provision.
 func (h *Handler) Cleanup() error {
+	if h.failures != nil {
+		releaseFailureBudget(h.failures)
+		h.failures = nil
+	}
 	if h.verifier != nil {
 		h.verifier = nil
 		if _, err := verifiers.Delete(h.poolKey); err != nil {
@@ -364,32 +460,50 @@ var now = time.Now
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	raw, found := extract(r, h.sources)
+	raw, src, found := extract(r, h.sources)
 	switch found {
 	case keyAbsent:
 		h.debug("no API key in request", r)
 		return h.reject(w, r, h.problems.missing)
 	case keyAmbiguous:
 		h.debug("API key source holds more than one value", r)
-		return h.reject(w, r, h.problems.invalid)
+		return h.invalid(w, r, false)
+	}
+	if h.sources[src].From == FromCookie {
+		if err := h.crossOrigin.Check(r); err != nil {
+			h.debug("cross-origin request authenticated by a cookie", r, zap.Error(err))
+			return h.reject(w, r, h.problems.crossOrigin)
+		}
 	}
 	parsed, err := h.format.Parse(raw)
 	if err != nil {
 		// err names the failed check and never contains the key.
 		h.debug("malformed API key", r, zap.Error(err))
-		return h.reject(w, r, h.problems.invalid)
+		return h.invalid(w, r, false)
 	}
-	key, err := h.verifier.Verify(r.Context(), h.hasher.Digest(parsed))
+	d := h.hasher.Digest(parsed)
+	key, err, cached := h.verifier.Cached(d)
+	charged := false
+	if !cached {
+		key, err, charged = h.lookup(r, d, parsed.ID)
+		var ref *refusal
+		if errors.As(err, &ref) {
+			return h.rejectRetry(w, r, ref.problem, ref.wait)
+		}
+	}
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		h.debug("unknown API key", r, zap.String("key_id", parsed.ID))
-		return h.reject(w, r, h.problems.invalid)
+		return h.invalid(w, r, charged)
 	case err != nil:
-		if r.Context().Err() != nil {
+		switch {
+		case r.Context().Err() != nil:
 			// The client left while its key was being looked up: not a
 			// store problem worth an error log.
 			h.debug("client went away during the key lookup", r)
-		} else {
+		case errors.Is(err, cache.ErrBusy):
+			h.debug("no key store query slot free in time; answering 503", r)
+		default:
 			h.storeError(err)
 		}
 		return h.reject(w, r, h.problems.unavailable)
@@ -397,7 +511,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	switch key.Status(now()) {
 	case keystore.StatusRevoked:
 		h.debug("revoked API key", r, zap.String("key_id", key.ID))
-		return h.reject(w, r, h.problems.invalid)
+		return h.invalid(w, r, charged)
 	case keystore.StatusExpired:
 		h.debug("expired API key", r, zap.String("key_id", key.ID))
 		return h.reject(w, r, h.problems.expired)
@@ -411,19 +525,89 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
+// refusal is lookup's answer when the client may not make the lookup.
+type refusal struct {
+	problem *problem
+	wait    time.Duration
+}
+
+func (r *refusal) Error() string { return r.problem.code }
+
+// lookup asks the store about d through the cache, within the client's
+// budget. A lookup that starts a store query counts as a failed check
+// until the store says the key exists (charged reports that it was
+// counted); joining a lookup of the same key already in flight costs no
+// query and is free. A client out of budget, or whose share of lookups
+// stays in flight too long, gets a *refusal.
+func (h *Handler) lookup(r *http.Request, d keystore.Digest, id string) (*keystore.Key, error, bool) {
+	if h.failures == nil || h.verifier.InFlight(d) {
+		key, err := h.verifier.Verify(r.Context(), d)
+		return key, err, false
+	}
+	if wait, over := h.failures.spend(r); over {
+		h.debug("client exceeded its budget of failed key checks", r, zap.String("key_id", id))
+		return nil, &refusal{h.problems.tooManyFailures, wait}, false
+	}
+	client, adm := h.pending.enter(r, h.poolKey.cfg.QueryTimeout, func() bool { return h.verifier.InFlight(d) })
+	switch adm {
+	case refused:
+		h.failures.refund(r)
+		h.debug("client's earlier key lookups did not finish in time", r, zap.String("key_id", id))
+		return nil, &refusal{h.problems.tooManyPending, time.Second}, false
+	case joinable:
+		h.failures.refund(r)
+		key, err := h.verifier.Verify(r.Context(), d)
+		return key, err, false
+	}
+	key, err := h.verifier.Verify(r.Context(), d)
+	h.pending.exit(client)
+	if lookupExcused(r, key, err) {
+		h.failures.refund(r)
+	}
+	return key, err, true
+}
+
+// invalid refuses a request whose key failed its check (malformed,
+// unknown, revoked, ambiguous) and charges it to the client's budget
+// unless its store lookup was charged already: 401 while the budget
+// lasts, 429 once it is spent.
+func (h *Handler) invalid(w http.ResponseWriter, r *http.Request, charged bool) error {
+	if !charged {
+		if wait, over := h.failures.spend(r); over {
+			return h.rejectRetry(w, r, h.problems.tooManyFailures, wait)
+		}
+	}
+	return h.reject(w, r, h.problems.invalid)
+}
+
+// lookupExcused tells whether a store lookup charged to the client's
+// budget is refunded: the key exists and is not revoked, or the store
+// (not the client) failed. A lookup refused as busy, or abandoned by its
+// client, stays charged: that is what a flood looks like.
+func lookupExcused(r *http.Request, key *keystore.Key, err error) bool {
+	if err == nil {
+		return key.RevokedAt.IsZero()
+	}
+	return errors.Is(err, cache.ErrUnavailable) && !errors.Is(err, cache.ErrBusy) && r.Context().Err() == nil
+}
+
 // admit removes the key from the request and sets the trusted identity.
 func (h *Handler) admit(r *http.Request, key *keystore.Key) {
 	strip(r, h.sources)
+	stripAuthorizationKeys(r, h.format)
+	for _, name := range h.identityNames {
+		r.Header.Del(name)
+	}
 	if h.idHeader != "" {
-		r.Header.Del(h.idHeader)
 		r.Header.Set(h.idHeader, key.ID)
 	}
-	if h.ownerHeader != "" {
-		r.Header.Del(h.ownerHeader)
-		if key.Owner != "" {
-			r.Header.Set(h.ownerHeader, key.Owner)
-		}
+	if h.ownerHeader != "" && key.Owner != "" {
+		r.Header.Set(h.ownerHeader, key.Owner)
 	}
+	// reverse_proxy deletes the headers a client names in Connection, after
+	// this handler ran, and forwards request trailers.
+	keepFromConnection(r, h.identityNames)
+	guardTrailers(r, h.trailerBlocked)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.user.id", key.ID)
 		repl.Set("api_key.id", key.ID)

@@ -31,8 +31,9 @@ import (
 // store, cache and pool a handler takes must be released by Cleanup.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// testPepper is long enough for keystore.NewHasher (32 bytes or more).
-const testPepper = "keygate-test-pepper-0123456789abcdef"
+// testPepper looks like what `openssl rand -hex 32` prints, as
+// keystore.ValidatePepper requires.
+const testPepper = "3c9d4f2b7a1e86c05d2f9b7e4a13c8d6f0e5b2a79c41d83e6f0a5b1c7d29e84f"
 
 // testStore is a real embedded key store in a temporary directory. Tests
 // issue keys into it; the handler under test opens the same file, the way
@@ -244,7 +245,7 @@ func TestServeHTTPRefusals(t *testing.T) {
 	valid, _ := ts.issue(t, keystore.NewKeyParams{})
 	revoked, rec := ts.issue(t, keystore.NewKeyParams{})
 	ts.revoke(t, rec.ID)
-	h := ts.handler(t, &Handler{})
+	h := ts.handler(t, &Handler{Sources: []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}}})
 
 	t.Run("missing", func(t *testing.T) {
 		for _, r := range []*http.Request{
@@ -535,8 +536,9 @@ func TestServeHTTPIdentityHeaders(t *testing.T) {
 			key:  owned,
 			want: http.Header{
 				"X-Consumer-Id": {ownedRec.ID}, "X-Consumer-Owner": {"acme"},
-				// Not configured, so not the handler's to manage.
-				"X-Api-Key-Id": {"forged"}, "X-Api-Key-Owner": {"forged"},
+				// Renamed, but an upstream may still trust the default
+				// names: a client must not set them either.
+				"X-Api-Key-Id": nil, "X-Api-Key-Owner": nil,
 			},
 			wantOwner: "acme",
 		},
@@ -551,14 +553,14 @@ func TestServeHTTPIdentityHeaders(t *testing.T) {
 			name:      "disabled",
 			h:         &Handler{IDHeader: "-", OwnerHeader: "-"},
 			key:       owned,
-			want:      http.Header{"X-Api-Key-Id": {"forged"}, "X-Api-Key-Owner": {"forged"}, "X-Consumer-Id": {"forged"}},
+			want:      http.Header{"X-Api-Key-Id": nil, "X-Api-Key-Owner": nil, "X-Consumer-Id": {"forged"}},
 			wantOwner: "acme",
 		},
 		{
 			name:      "only owner disabled",
 			h:         &Handler{OwnerHeader: "-"},
 			key:       owned,
-			want:      http.Header{"X-Api-Key-Id": {ownedRec.ID}, "X-Api-Key-Owner": {"forged"}},
+			want:      http.Header{"X-Api-Key-Id": {ownedRec.ID}, "X-Api-Key-Owner": nil},
 			wantOwner: "acme",
 		},
 	}
@@ -594,6 +596,7 @@ func TestServeHTTPStoreUnavailable(t *testing.T) {
 		Database:   "postgres://postgres@127.0.0.1:1/nope?connect_timeout=2",
 		Pepper:     testPepper,
 		RetryAfter: caddy.Duration(1500 * time.Millisecond),
+		Sources:    []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}},
 	})
 	logs := observe(h)
 	key := ts.unknownKey(t)
@@ -765,7 +768,7 @@ func TestProvisionErrors(t *testing.T) {
 		}, "plain file path", nil},
 		{"pepper mismatch", func(t *testing.T) *Handler {
 			ts := newTestStore(t)
-			return &Handler{Database: ts.dsn, Pepper: strings.Repeat("x", 40)}
+			return &Handler{Database: ts.dsn, Pepper: "9e0b6a4c2f81d7e35b9c0f2a6d48e1b7c3f5a90d2e6b8c14f7a3d5e09b2c6f81"}
 		}, "opening key store", keystore.ErrPepperMismatch},
 		{"bad prefix underscore", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, Prefix: "a__b"}
@@ -789,8 +792,25 @@ func TestProvisionErrors(t *testing.T) {
 		{"bad scope", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, Scopes: []string{"read write"}}
 		}, "scopes:", nil},
+		{"allowed_origins without a cookie source", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, AllowedOrigins: []string{"https://a.example"}}
+		}, "allowed_origins is only used with a cookie key source", nil},
+		{"allowed_origins not an origin", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, AllowedOrigins: []string{"https://a.example/path"},
+				Sources: []KeySource{{From: FromCookie, Name: "k"}}}
+		}, "allowed_origins:", nil},
+		{"failed_auth_limit off with a rate", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Off: true, Rate: "1/s"}}
+		}, "off takes no rate or burst", nil},
+		{"failed_auth_limit bad rate", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Rate: "fast"}}
+		}, "failed_auth_limit: rate \"fast\" must be N/s, N/m or N/h", nil},
+		{"failed_auth_limit negative burst", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Burst: -1}}
+		}, "burst must be at least 1", nil},
 		{"id_header is the key header", func(t *testing.T) *Handler {
-			return &Handler{Database: sqlite(t), Pepper: testPepper, IDHeader: "x-api-key"}
+			return &Handler{Database: sqlite(t), Pepper: testPepper, IDHeader: "x-api-key",
+				Sources: []KeySource{{From: FromHeader, Name: "X-API-Key"}}}
 		}, "id_header X-Api-Key is also a key source", nil},
 		{"owner_header is Authorization with bearer", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, OwnerHeader: "authorization"}

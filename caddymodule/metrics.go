@@ -30,12 +30,21 @@ var (
 			"Keys dropped from the cache because they changed.", nil, nil),
 		purges: prometheus.NewDesc("caddy_api_key_cache_purges_total",
 			"Times the whole cache was dropped.", nil, nil),
+		busy: prometheus.NewDesc("caddy_api_key_store_busy_total",
+			"Key lookups refused (503) because no store query slot was free in time: the store is busy, not down.", nil, nil),
+		abandoned: prometheus.NewDesc("caddy_api_key_store_abandoned_total",
+			"Key lookups cancelled because every request waiting for them had gone.", nil, nil),
+		resyncs: prometheus.NewDesc("caddy_api_key_watch_resyncs_total",
+			"Times a key change watch (re)connected and asked for the caches to be purged; purges are budgeted, so caddy_api_key_cache_purges_total may count fewer.", nil, nil),
+		malformed: prometheus.NewDesc("caddy_api_key_malformed_changes_total",
+			"Key change notifications ignored because they were not key digests (not sent by Keygate).", nil, nil),
 	}
 )
 
 // The result label values of requestsTotal, created up front so that
 // every series exists from the start.
-var requestResults = []string{"ok", CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInsufficientScope, CodeStoreUnavailable}
+var requestResults = []string{"ok", CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeInsufficientScope,
+	CodeStoreUnavailable, CodeTooManyFailures, CodeTooManyPending, CodeCrossOrigin}
 
 // requestCounters avoids a label lookup per request.
 var requestCounters = map[string]prometheus.Counter{}
@@ -65,7 +74,7 @@ func registerMetrics(ctx caddy.Context) {
 
 // verifierCollector reports the counters of every live cache, summed.
 type verifierCollector struct {
-	lookups, queries, errors, invalidations, purges *prometheus.Desc
+	lookups, queries, errors, invalidations, purges, busy, abandoned, resyncs, malformed *prometheus.Desc
 }
 
 func (c *verifierCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -74,10 +83,14 @@ func (c *verifierCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.errors
 	ch <- c.invalidations
 	ch <- c.purges
+	ch <- c.busy
+	ch <- c.abandoned
+	ch <- c.resyncs
+	ch <- c.malformed
 }
 
 func (c *verifierCollector) Collect(ch chan<- prometheus.Metric) {
-	var hits, stale, negative, misses, queries, errs, inval, purges uint64
+	var hits, stale, negative, misses, queries, errs, inval, purges, busy, abandoned, resyncs, malformed uint64
 	verifiers.Range(func(_, val any) bool {
 		s := &val.(*sharedVerifier).Stats
 		hits += s.Hits.Load()
@@ -88,6 +101,13 @@ func (c *verifierCollector) Collect(ch chan<- prometheus.Metric) {
 		errs += s.StoreErrors.Load()
 		inval += s.Invalidations.Load()
 		purges += s.Purges.Load()
+		busy += s.Busy.Load()
+		abandoned += s.Abandoned.Load()
+		return true
+	})
+	stores.Range(func(_, val any) bool {
+		malformed += val.(*sharedStore).invalidator.Malformed()
+		resyncs += val.(*sharedStore).invalidator.Resyncs()
 		return true
 	})
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
@@ -101,4 +121,8 @@ func (c *verifierCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.errors, errs)
 	counter(c.invalidations, inval)
 	counter(c.purges, purges)
+	counter(c.busy, busy)
+	counter(c.abandoned, abandoned)
+	counter(c.resyncs, resyncs)
+	counter(c.malformed, malformed)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -18,6 +19,9 @@ const (
 	CodeExpiredKey        = "expired_key"
 	CodeInsufficientScope = "insufficient_scope"
 	CodeStoreUnavailable  = "store_unavailable"
+	CodeTooManyFailures   = "too_many_failed_attempts"
+	CodeCrossOrigin       = "cross_origin_request"
+	CodeTooManyPending    = "too_many_concurrent_checks"
 )
 
 // problemTypeBase prefixes the RFC 9457 "type" of every problem; the
@@ -66,6 +70,7 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 // problems holds the handler's prepared answers.
 type problems struct {
 	missing, invalid, expired, scope, unavailable *problem
+	tooManyFailures, tooManyPending, crossOrigin  *problem
 	retryAfter                                    string
 }
 
@@ -83,8 +88,21 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			challenge+`, error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`),
 		unavailable: newProblem(http.StatusServiceUnavailable, CodeStoreUnavailable, "Service temporarily unavailable",
 			"The API key could not be checked right now. Retry later.", ""),
+		tooManyFailures: newProblem(http.StatusTooManyRequests, CodeTooManyFailures, "Too many failed attempts",
+			"Too many requests from this client carried invalid API keys. Retry later.", ""),
+		tooManyPending: newProblem(http.StatusTooManyRequests, CodeTooManyPending, "Too many key checks at once",
+			"Too many requests from this client are waiting for their API keys to be checked. Retry later.", ""),
+		crossOrigin: newProblem(http.StatusForbidden, CodeCrossOrigin, "Cross-origin request refused",
+			"A request that changes state and is authenticated by a cookie must come from this site's own pages.", ""),
 		retryAfter: strconv.Itoa(retryAfterSeconds),
 	}
+}
+
+// rejectRetry answers with p and a Retry-After of wait, rounded up to
+// whole seconds.
+func (h *Handler) rejectRetry(w http.ResponseWriter, r *http.Request, p *problem, wait time.Duration) error {
+	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	return h.reject(w, r, p)
 }
 
 // reject answers with p: by default with an application/problem+json

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/textproto"
@@ -8,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // Where a key can come from.
@@ -28,8 +31,10 @@ type KeySource struct {
 	Name string `json:"name,omitempty"`
 }
 
-// defaultSources are used when none are configured.
-var defaultSources = []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}}
+// defaultSources are used when none are configured: only the bearer
+// token, which Caddy's request logs redact. Other sources are opt-in,
+// with RedactEncoder (see logcheck.go).
+var defaultSources = []KeySource{{From: FromBearer}}
 
 func (s KeySource) String() string {
 	if s.From == FromBearer {
@@ -77,10 +82,11 @@ const (
 	keyAmbiguous
 )
 
-// extract returns the key from the first source that has one. A source
-// present more than once (two X-API-Key headers, say) is ambiguous.
-func extract(r *http.Request, sources []KeySource) (string, extractResult) {
-	for _, s := range sources {
+// extract returns the key from the first source that has one, and the
+// index of that source. A source present more than once (two X-API-Key
+// headers, say) is ambiguous.
+func extract(r *http.Request, sources []KeySource) (string, int, extractResult) {
+	for i, s := range sources {
 		switch s.From {
 		case FromBearer:
 			vals := r.Header.Values("Authorization")
@@ -93,19 +99,19 @@ func extract(r *http.Request, sources []KeySource) (string, extractResult) {
 				}
 			}
 			if n > 1 {
-				return "", keyAmbiguous
+				return "", i, keyAmbiguous
 			}
 			if n == 1 {
-				return found, keyFound
+				return found, i, keyFound
 			}
 		case FromHeader:
 			vals := r.Header[s.Name]
 			if len(vals) > 1 {
-				return "", keyAmbiguous
+				return "", i, keyAmbiguous
 			}
 			if len(vals) == 1 {
 				if v := strings.TrimSpace(vals[0]); v != "" {
-					return v, keyFound
+					return v, i, keyFound
 				}
 			}
 		case FromQuery:
@@ -114,22 +120,22 @@ func extract(r *http.Request, sources []KeySource) (string, extractResult) {
 			}
 			vals := queryValues(r.URL.RawQuery, s.Name)
 			if len(vals) > 1 {
-				return "", keyAmbiguous
+				return "", i, keyAmbiguous
 			}
 			if len(vals) == 1 && vals[0] != "" {
-				return vals[0], keyFound
+				return vals[0], i, keyFound
 			}
 		case FromCookie:
 			cookies := r.CookiesNamed(s.Name)
 			if len(cookies) > 1 {
-				return "", keyAmbiguous
+				return "", i, keyAmbiguous
 			}
 			if len(cookies) == 1 && cookies[0].Value != "" {
-				return cookies[0].Value, keyFound
+				return cookies[0].Value, i, keyFound
 			}
 		}
 	}
-	return "", keyAbsent
+	return "", -1, keyAbsent
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"
@@ -232,4 +238,51 @@ func strip(r *http.Request, sources []KeySource) {
 			}
 		}
 	}
+}
+
+// stripAuthorizationKeys removes every Authorization value that carries a
+// well-formed key of format f, whatever the scheme ("Bearer", "Token",
+// none, or Basic with the key as user name or password), so that a key
+// never reaches the upstream even when the bearer source is not
+// configured. Other values (a Basic login, another token) are kept.
+func stripAuthorizationKeys(r *http.Request, f keystore.Format) {
+	vals := r.Header["Authorization"]
+	if len(vals) == 0 {
+		return
+	}
+	kept := vals[:0:0]
+	for _, v := range vals {
+		if !authorizationHasKey(v, f) {
+			kept = append(kept, v)
+		}
+	}
+	switch {
+	case len(kept) == len(vals):
+	case len(kept) == 0:
+		r.Header.Del("Authorization")
+	default:
+		r.Header["Authorization"] = kept
+	}
+}
+
+func authorizationHasKey(v string, f keystore.Format) bool {
+	v = strings.TrimSpace(v)
+	scheme, cred, hasScheme := strings.Cut(v, " ")
+	if !hasScheme {
+		_, err := f.Parse(v)
+		return err == nil
+	}
+	cred = strings.TrimSpace(cred)
+	if _, err := f.Parse(cred); err == nil {
+		return true
+	}
+	if strings.EqualFold(scheme, "basic") {
+		if b, err := base64.StdEncoding.DecodeString(cred); err == nil {
+			user, pass, _ := strings.Cut(string(b), ":")
+			_, uerr := f.Parse(user)
+			_, perr := f.Parse(pass)
+			return uerr == nil || perr == nil
+		}
+	}
+	return false
 }

@@ -89,9 +89,17 @@ func TestExtract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			key, got := extract(tt.r, tt.sources)
+			key, src, got := extract(tt.r, tt.sources)
 			if key != tt.wantKey || got != tt.want {
 				t.Errorf("extract = %q, %v; want %q, %v", key, got, tt.wantKey, tt.want)
+			}
+			// The source named is the one that held the key.
+			if got == keyFound {
+				if alone, _, _ := extract(tt.r, tt.sources[src:src+1]); alone != key {
+					t.Errorf("extract named source %s, which holds %q, not %q", tt.sources[src], alone, key)
+				}
+			} else if got == keyAbsent && src != -1 {
+				t.Errorf("extract named source %d for an absent key", src)
 			}
 		})
 	}
@@ -243,12 +251,12 @@ func TestStripRemovesWhatExtractFinds(t *testing.T) {
 		newRequest("/", "Cookie: a=1;  api_key\t=SECRET ; b=2"),
 	}
 	for _, r := range requests {
-		key, found := extract(r, everySource)
+		key, _, found := extract(r, everySource)
 		if found != keyFound || key != "SECRET" {
 			t.Fatalf("%s %v: extract = %q, %v", r.URL, r.Header, key, found)
 		}
 		strip(r, everySource)
-		if key, found := extract(r, everySource); found != keyAbsent {
+		if key, _, found := extract(r, everySource); found != keyAbsent {
 			t.Errorf("after strip, extract still finds %q (%v)", key, found)
 		}
 		for name, vals := range r.Header {

@@ -45,3 +45,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRedactDSN: RedactDSN runs on whatever an operator configured,
+// often in an error path; it must never panic.
+func FuzzRedactDSN(f *testing.F) {
+	for _, s := range []string{
+		"postgres://u:pw@h/db?sslpassword=x&sslmode=require#f",
+		"postgres://u:pw@[::1/db?password=x",
+		"host=h password='a b\\' c' sslpassword = x",
+		"password='",
+		"password=\\",
+		"sqlite:/a@b/c",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { RedactDSN(s) })
+}

@@ -3,7 +3,6 @@ package keystore
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"errors"
 	"hash"
 	"sync"
 )
@@ -15,8 +14,9 @@ const DigestLen = sha256.Size
 // key string under the pepper.
 type Digest [DigestLen]byte
 
-// MinPepperLen is the shortest pepper accepted, in bytes. A pepper is a
-// server secret; 32 bytes matches the HMAC-SHA-256 block strength.
+// MinPepperLen is the fewest random bytes a pepper must encode (see
+// ValidatePepper). A pepper is a server secret; 32 bytes matches the
+// strength of HMAC-SHA-256.
 const MinPepperLen = 32
 
 // Hasher computes key digests with one pepper. It is safe for concurrent
@@ -30,10 +30,13 @@ type Hasher struct {
 // alphabet.
 const pepperCheckInput = "keygate pepper check v1"
 
-// NewHasher returns a Hasher for pepper. It copies the pepper.
+// NewHasher returns a Hasher for pepper, which must pass ValidatePepper.
+// The HMAC key is pepper exactly as given, not its decoded form, so that
+// digests made before peppers were validated keep matching. It copies
+// the pepper.
 func NewHasher(pepper []byte) (*Hasher, error) {
-	if len(pepper) < MinPepperLen {
-		return nil, errors.New("pepper is too short: it must be at least 32 bytes (for example the output of `openssl rand -hex 32`)")
+	if err := ValidatePepper(pepper); err != nil {
+		return nil, err
 	}
 	p := append([]byte(nil), pepper...)
 	h := &Hasher{}

@@ -3,6 +3,7 @@ package keystore
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,67 @@ import (
 	"os"
 	"path/filepath"
 )
+
+// minPepperDistinct is the fewest distinct byte values the decoded pepper
+// may hold. 32 random bytes hold about 30 (fewer than 16 happens with a
+// probability of about 2^-55); a repeated character or a short repeated
+// pattern holds a handful.
+const minPepperDistinct = 16
+
+// pepperHint ends every pepper error: how to make a good one.
+const pepperHint = "; make one with `openssl rand -hex 32`"
+
+// ValidatePepper checks that p (surrounding whitespace ignored) encodes
+// at least MinPepperLen random bytes, as hex or base64 (standard or URL
+// alphabet, padded or not). It refuses values that cannot hold that much:
+// passphrases, short strings, a repeated character or pattern. The store
+// keeps a check value derived from the pepper, so whoever holds a database
+// dump can test guesses offline; only a long random pepper makes that
+// hopeless. Errors never contain the pepper.
+func ValidatePepper(p []byte) error {
+	p = bytes.TrimSpace(p)
+	// Raw base64 is the densest accepted form: 43 characters for 32 bytes.
+	if len(p) < base64.RawStdEncoding.EncodedLen(MinPepperLen) {
+		return errors.New("pepper is too short: it must be at least 32 random bytes, hex encoded (64 characters) " +
+			"or base64 encoded (44 characters)" + pepperHint)
+	}
+	raw, ok := decodePepper(p)
+	if !ok {
+		return errors.New("pepper is neither hex nor base64: it must be at least 32 random bytes in one of these " +
+			"encodings (a passphrase is not a pepper)" + pepperHint)
+	}
+	if len(raw) < MinPepperLen {
+		return fmt.Errorf("pepper is too short: it decodes to %d bytes, at least %d random bytes are needed%s",
+			len(raw), MinPepperLen, pepperHint)
+	}
+	var seen [256]bool
+	distinct := 0
+	for _, b := range raw {
+		if !seen[b] {
+			seen[b] = true
+			distinct++
+		}
+	}
+	if distinct < minPepperDistinct {
+		return errors.New("pepper is not random: its decoded bytes repeat a few values " +
+			"(a repeated character or a short repeated pattern)" + pepperHint)
+	}
+	return nil
+}
+
+// decodePepper decodes p as hex or, failing that, base64. A value made of
+// hex digits is taken as hex: that is how `openssl rand -hex` prints.
+func decodePepper(p []byte) ([]byte, bool) {
+	if raw, err := hex.DecodeString(string(p)); err == nil {
+		return raw, true
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if raw, err := enc.DecodeString(string(p)); err == nil {
+			return raw, true
+		}
+	}
+	return nil, false
+}
 
 // PepperFileFor returns where the generated pepper of an embedded store
 // lives: beside the database file.
@@ -21,7 +83,7 @@ func PepperFileFor(dbPath string) string { return dbPath + ".pepper" }
 // pepper: the file appears atomically (link of a complete temporary file),
 // and the loser reads the winner's.
 func LoadOrCreatePepperFile(path string) ([]byte, error) {
-	p, err := readPepperFile(path)
+	p, err := ReadPepperFile(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return p, err
 	}
@@ -47,13 +109,16 @@ func LoadOrCreatePepperFile(path string) ([]byte, error) {
 	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fmt.Errorf("writing pepper file: %w", err)
 	}
-	return readPepperFile(path)
+	return ReadPepperFile(path)
 }
 
-func readPepperFile(path string) ([]byte, error) {
+// ReadPepperFile returns the pepper kept in path, surrounding whitespace
+// removed. A file that group or others can read is refused: the pepper
+// is the one secret that makes the stored digests useless to a thief.
+func ReadPepperFile(path string) ([]byte, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading pepper file: %w", err)
 	}
 	if info.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("pepper file %s is readable by other users (mode %v); run: chmod 600 %s", path, info.Mode().Perm(), path)

@@ -55,7 +55,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*pgStore, erro
 
 // pgPermanent tells errors that retrying cannot fix from outages.
 func pgPermanent(err error) bool {
-	if errors.Is(err, ErrPepperMismatch) || errors.Is(err, ErrSchemaTooNew) {
+	if errors.Is(err, ErrPepperMismatch) || errors.Is(err, ErrPepperCheckCorrupt) || errors.Is(err, ErrSchemaTooNew) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -140,10 +140,7 @@ func (s *pgStore) checkPepper(ctx context.Context, check Digest) error {
 	if err := s.pool.QueryRow(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
 		return fmt.Errorf("reading pepper check: %w", err)
 	}
-	if !check.Equal(Digest(stored)) {
-		return ErrPepperMismatch
-	}
-	return nil
+	return comparePepperCheck(stored, check)
 }
 
 const pgKeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at"

@@ -24,6 +24,34 @@ type sqliteStore struct {
 	init *readiness
 }
 
+// CheckStoreDir returns a warning, or "", about the directory of the
+// embedded store dsn names: Open creates it with mode 0700, but an existing
+// one keeps whatever mode it has. The store and pepper files in it are
+// private either way; a directory others can write lets them replace or
+// delete those files, one they can read lets them see what is there. Other
+// DSNs, and a directory that does not exist yet, give "". The store
+// package has no logger; callers log or print the warning.
+func CheckStoreDir(dsn string) (warning string) {
+	if !IsSQLite(dsn) || SQLitePath(dsn) == "" {
+		return ""
+	}
+	dir := filepath.Dir(SQLitePath(dsn))
+	info, err := os.Stat(dir)
+	if err != nil || !info.IsDir() {
+		return ""
+	}
+	perm := info.Mode().Perm()
+	switch {
+	case perm&0o022 != 0:
+		return fmt.Sprintf("key store directory %s is writable by other users (mode %#o): they can replace or delete "+
+			"the key store and its pepper file; run: chmod 700 %s", dir, perm, dir)
+	case perm&0o077 != 0:
+		return fmt.Sprintf("key store directory %s is open to other users (mode %#o); the files in it are private, "+
+			"but keep the directory private too; run: chmod 700 %s", dir, perm, dir)
+	}
+	return ""
+}
+
 func openSQLite(ctx context.Context, path string, opts Options) (*sqliteStore, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating directory for key store: %w", err)
@@ -127,10 +155,7 @@ func (s *sqliteStore) checkPepper(ctx context.Context, check Digest) error {
 	if err := s.db.QueryRowContext(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
 		return fmt.Errorf("reading pepper check: %w", err)
 	}
-	if len(stored) != DigestLen || !check.Equal(Digest(stored)) {
-		return ErrPepperMismatch
-	}
-	return nil
+	return comparePepperCheck(stored, check)
 }
 
 const sqliteKeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at"

@@ -19,6 +19,10 @@ var (
 	// so every key this process would hash or issue would be wrong.
 	ErrPepperMismatch = errors.New("the pepper does not match the one this key store was first used with; " +
 		"use the same pepper as the gateway (directive 'pepper', flag --pepper or KEYGATE_PEPPER)")
+	// ErrPepperCheckCorrupt: the pepper check value in keygate_meta is not
+	// a digest, so no pepper can be verified against it. The store cannot
+	// be used until an operator repairs the row.
+	ErrPepperCheckCorrupt = errors.New("the pepper check value stored in keygate_meta is corrupt")
 	// ErrSchemaTooNew: the database was migrated by a newer Keygate.
 	ErrSchemaTooNew = errors.New("the key store's schema is newer than this Keygate build; upgrade Keygate")
 )
@@ -120,8 +124,35 @@ func ValidateDSN(dsn string) error {
 	case dsn == "":
 		return errors.New("no database configured")
 	default:
-		return fmt.Errorf("unsupported database %q: use postgres://… or sqlite:PATH", RedactDSN(dsn))
+		return unsupportedDSN(dsn)
 	}
+}
+
+// unsupportedDSN explains why dsn is refused without repeating it: a
+// mistyped setting may hold a password in a form no redaction knows, or
+// another secret altogether (a pepper put in the wrong place).
+func unsupportedDSN(dsn string) error {
+	if scheme, _, ok := strings.Cut(dsn, ":"); ok && len(scheme) <= 16 && isURLScheme(scheme) {
+		return fmt.Errorf("unsupported database scheme %q: use postgres://… or sqlite:PATH", scheme)
+	}
+	if strings.Contains(dsn, "=") {
+		return errors.New("unsupported database: key=value connection strings are not supported; " +
+			"use a postgres:// URL (or sqlite:PATH)")
+	}
+	return errors.New("unsupported database: use postgres://… or sqlite:PATH")
+}
+
+// isURLScheme reports whether s is a URL scheme (RFC 3986, section 3.1).
+func isURLScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // IsSQLite reports whether dsn names an embedded SQLite store.
@@ -136,9 +167,16 @@ func SQLitePath(dsn string) string {
 	return p
 }
 
-// RedactDSN hides passwords in a DSN (in the user information and in a
-// password query parameter) so that it can be logged or shown in an error.
+// RedactDSN hides passwords in a DSN so that it can be logged or shown in
+// an error: the password of the user information and the value of every
+// query parameter whose name contains "password" (password, sslpassword,
+// in any case or percent-encoding) of a URL, even one that does not
+// parse, and the same parameters of the key=value form
+// (host=… password=…).
 func RedactDSN(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return redactKeyValue(dsn)
+	}
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return redactUnparsable(dsn)
@@ -148,12 +186,11 @@ func RedactDSN(dsn string) string {
 	}
 	changed := false
 	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		u.User = url.UserPassword(u.User.Username(), redactedPassword)
 		changed = true
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
+	if q, ok := redactQuery(u.RawQuery); ok {
+		u.RawQuery = q
 		changed = true
 	}
 	if !changed {
@@ -162,19 +199,138 @@ func RedactDSN(dsn string) string {
 	return u.String()
 }
 
+const redactedPassword = "xxxxx"
+
+// isPasswordParam reports whether a parameter name (raw, as in a URL
+// query) names a password.
+func isPasswordParam(raw string) bool {
+	name, err := url.QueryUnescape(raw)
+	if err != nil {
+		name = raw
+	}
+	return strings.Contains(strings.ToLower(name), "password")
+}
+
+// redactQuery masks the password parameters of a raw URL query, keeping
+// everything else as written, and reports whether it masked any.
+func redactQuery(raw string) (string, bool) {
+	if raw == "" {
+		return raw, false
+	}
+	parts := strings.Split(raw, "&")
+	changed := false
+	for i, part := range parts {
+		name, value, _ := strings.Cut(part, "=")
+		if value != "" && isPasswordParam(name) {
+			parts[i] = name + "=" + redactedPassword
+			changed = true
+		}
+	}
+	return strings.Join(parts, "&"), changed
+}
+
 // redactUnparsable hides whatever sits between "scheme://user:" and the
-// last "@" of a DSN that is not a valid URL.
+// last "@" of a DSN that is not a valid URL, and the password parameters
+// of its query.
 func redactUnparsable(dsn string) string {
-	at := strings.LastIndex(dsn, "@")
 	scheme := strings.Index(dsn, "://")
-	if at < 0 || scheme < 0 || at < scheme {
+	if scheme < 0 {
 		return dsn
 	}
-	userinfo := dsn[scheme+3 : at]
-	if colon := strings.IndexByte(userinfo, ':'); colon >= 0 {
-		return dsn[:scheme+3] + userinfo[:colon] + ":xxxxx" + dsn[at:]
+	rest := dsn[scheme+3:]
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		if colon := strings.IndexByte(rest[:at], ':'); colon >= 0 {
+			rest = rest[:colon] + ":" + redactedPassword + rest[at:]
+		}
 	}
-	return dsn
+	// The query starts at the first '?' after the user information.
+	from := strings.LastIndex(rest, "@") + 1
+	if q := strings.IndexByte(rest[from:], '?'); q >= 0 {
+		q += from + 1
+		end := len(rest)
+		if hash := strings.IndexByte(rest[q:], '#'); hash >= 0 {
+			end = q + hash
+		}
+		masked, _ := redactQuery(rest[q:end])
+		rest = rest[:q] + masked + rest[end:]
+	}
+	return dsn[:scheme+3] + rest
+}
+
+// redactKeyValue masks the password values of a key=value DSN
+// ("host=h password='a b'"): values may be single-quoted, with backslash
+// escapes, and spaces may surround '='. It never fails: text it cannot
+// make sense of is left as it is, and an unterminated value runs to the
+// end.
+func redactKeyValue(dsn string) string {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' }
+	var out strings.Builder
+	copied, i := 0, 0
+	for i < len(dsn) {
+		for i < len(dsn) && isSpace(dsn[i]) {
+			i++
+		}
+		keyStart := i
+		for i < len(dsn) && dsn[i] != '=' && !isSpace(dsn[i]) {
+			i++
+		}
+		key := dsn[keyStart:i]
+		for i < len(dsn) && isSpace(dsn[i]) {
+			i++
+		}
+		if i >= len(dsn) || dsn[i] != '=' {
+			continue
+		}
+		i++
+		for i < len(dsn) && isSpace(dsn[i]) {
+			i++
+		}
+		valueStart := i
+		quoted := i < len(dsn) && dsn[i] == '\''
+		if quoted {
+			i++
+		}
+		for i < len(dsn) {
+			c := dsn[i]
+			if quoted && c == '\'' {
+				i++
+				break
+			}
+			if !quoted && isSpace(c) {
+				break
+			}
+			if c == '\\' {
+				i++
+			}
+			i++
+		}
+		i = min(i, len(dsn))
+		if i > valueStart && strings.Contains(strings.ToLower(key), "password") {
+			out.WriteString(dsn[copied:valueStart])
+			out.WriteString(redactedPassword)
+			copied = i
+		}
+	}
+	if copied == 0 {
+		return dsn
+	}
+	out.WriteString(dsn[copied:])
+	return out.String()
+}
+
+// comparePepperCheck compares the pepper check value a store holds with
+// the one of this process's pepper. Both backends use it.
+func comparePepperCheck(stored []byte, check Digest) error {
+	if len(stored) != DigestLen {
+		return fmt.Errorf("%w (%d bytes, want %d); the store cannot be used until an operator repairs it: "+
+			"delete the row (DELETE FROM keygate_meta WHERE name = 'pepper_check') only if you are sure which pepper "+
+			"the stored keys were made with, then start a gateway or run the CLI with that pepper to record it again",
+			ErrPepperCheckCorrupt, len(stored), DigestLen)
+	}
+	if !check.Equal(Digest(stored)) {
+		return ErrPepperMismatch
+	}
+	return nil
 }
 
 // now is the store's clock, truncated to the precision both databases keep.

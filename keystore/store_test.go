@@ -1,7 +1,6 @@
 package keystore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -284,16 +283,69 @@ func TestStoreMigrations(t *testing.T) {
 }
 
 func bumpSchema(t *testing.T, kind, dsn string, version int) {
+	t.Helper()
+	applied := "0" // SQLite keeps Unix microseconds
+	if kind == "postgres" {
+		applied = "now()"
+	}
+	rawExec(t, kind, dsn, fmt.Sprintf("INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (%d, 'future', %s)", version, applied))
+}
+
+func TestStorePepperCheck(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		dsn := kind.newDSN(t)
+		h := testHasher(t)
+		openT(t, dsn, Options{PepperCheck: h.PepperCheck()}).Close()
+		// Without a pepper (list, show, revoke) the store opens.
+		openT(t, dsn, Options{}).Close()
+		other, err := NewHasher(otherPepper)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(ctxT(t), dsn, Options{PepperCheck: other.PepperCheck()}); !errors.Is(err, ErrPepperMismatch) {
+			t.Fatalf("Open with another pepper: %v", err)
+		}
+		openT(t, dsn, Options{PepperCheck: h.PepperCheck()})
+	})
+}
+
+// TestStorePepperCheckCorrupt: a pepper check row that is not a digest
+// (damaged by hand or by a tool) makes the store unusable with an error
+// that says so, on both backends and at once, never a panic and never
+// "wrong pepper".
+func TestStorePepperCheckCorrupt(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		dsn := kind.newDSN(t)
+		h := testHasher(t)
+		openT(t, dsn, Options{PepperCheck: h.PepperCheck()}).Close()
+		rawExec(t, kind.name, dsn, "UPDATE keygate_meta SET value = "+
+			map[string]string{"sqlite": "x'01'", "postgres": `'\x01'`}[kind.name]+" WHERE name = 'pepper_check'")
+		_, err := Open(ctxT(t), dsn, Options{PepperCheck: h.PepperCheck()})
+		if !errors.Is(err, ErrPepperCheckCorrupt) || errors.Is(err, ErrPepperMismatch) {
+			t.Fatalf("Open with a corrupt pepper check row: %v", err)
+		}
+		want := "the pepper check value stored in keygate_meta is corrupt (1 bytes, want 32)"
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not contain %q", err, want)
+		}
+		if !pgPermanent(err) {
+			t.Fatal("a corrupt pepper check row is not a permanent error")
+		}
+	})
+}
+
+// rawExec runs q on the store's database directly, as an operator (or an
+// attacker with write access) would.
+func rawExec(t *testing.T, kind, dsn, q string) {
+	t.Helper()
 	ctx := ctxT(t)
-	q := fmt.Sprintf("INSERT INTO keygate_schema_migrations (version, name, applied_at) VALUES (%d, 'future', 0)", version)
 	if kind == "postgres" {
 		conn, err := pgx.Connect(ctx, dsn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, strings.Replace(q, ", 0)", ", now())", 1))
-		if err != nil {
+		if _, err := conn.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -306,21 +358,6 @@ func bumpSchema(t *testing.T, kind, dsn string, version int) {
 	if _, err := s.db.ExecContext(ctx, q); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func TestStorePepperCheck(t *testing.T) {
-	forEachStore(t, func(t *testing.T, kind storeKind) {
-		dsn := kind.newDSN(t)
-		h := testHasher(t)
-		openT(t, dsn, Options{PepperCheck: h.PepperCheck()}).Close()
-		// Without a pepper (list, show, revoke) the store opens.
-		openT(t, dsn, Options{}).Close()
-		other, _ := NewHasher(bytes.Repeat([]byte("z"), MinPepperLen))
-		if _, err := Open(ctxT(t), dsn, Options{PepperCheck: other.PepperCheck()}); !errors.Is(err, ErrPepperMismatch) {
-			t.Fatalf("Open with another pepper: %v", err)
-		}
-		openT(t, dsn, Options{PepperCheck: h.PepperCheck()})
-	})
 }
 
 // TestStoreHoldsNoKeyMaterial dumps the whole store and looks for the
@@ -372,6 +409,12 @@ func TestOpenErrors(t *testing.T) {
 		"postgres://u:secret@[::1":  "parsing PostgreSQL DSN",
 		"postgres://127.0.0.1:1/x":  "", // unreachable: opens, answers later
 		"sqlite:/proc/nope/keys.db": "creating directory",
+		// No error repeats a password, whatever form it comes in.
+		"host=127.0.0.1 user=u password=secret dbname=x":          "key=value connection strings are not supported",
+		"mysql:u:secret@127.0.0.1/x":                              "unsupported database scheme \"mysql\"",
+		"secret/looks/like/a/path":                                "unsupported database",
+		"postgres://u@[::1/x?sslpassword=secret":                  "parsing PostgreSQL DSN",
+		"postgres://u@127.0.0.1:1/x?sslmode=nope&password=secret": "parsing PostgreSQL DSN",
 	}
 	for dsn, want := range cases {
 		s, err := Open(ctx, dsn, Options{})
@@ -413,6 +456,22 @@ func TestRedactDSN(t *testing.T) {
 		"postgresql://u:p@ss@h:5432/db": "postgresql://u:xxxxx@h:5432/db",
 		"postgres://u@h/db?password=hunter2&sslmode=disable": "postgres://u@h/db?password=xxxxx&sslmode=disable",
 		"postgres://u:pw@[::1":                               "postgres://u:xxxxx@[::1",
+		// Every query parameter whose name holds "password", in place.
+		"postgres://u@h/db?sslpassword=pw&sslmode=require":           "postgres://u@h/db?sslpassword=xxxxx&sslmode=require",
+		"postgres://u@h/db?sslmode=require&SSLPassword=pw":           "postgres://u@h/db?sslmode=require&SSLPassword=xxxxx",
+		"postgres://u@h/db?sslmode=require&pass%77ord=pw":            "postgres://u@h/db?sslmode=require&pass%77ord=xxxxx",
+		"postgres://u@h/db?password=a&password=b&application_name=x": "postgres://u@h/db?password=xxxxx&password=xxxxx&application_name=x",
+		"postgres://u@h/db?x_password_y=pw#frag":                     "postgres://u@h/db?x_password_y=xxxxx#frag",
+		"postgres://u:pw@h/db?sslpassword=pw2":                       "postgres://u:xxxxx@h/db?sslpassword=xxxxx",
+		"postgres://u@h/db?password=":                                "postgres://u@h/db?password=",
+		"postgres://u:pw@[::1/db?sslpassword=pw2&sslmode=require":    "postgres://u:xxxxx@[::1/db?sslpassword=xxxxx&sslmode=require",
+		"postgres://u@[::1/db?Password=pw2":                          "postgres://u@[::1/db?Password=xxxxx",
+		// The key=value form.
+		"host=h user=u password=pw dbname=d":                   "host=h user=u password=xxxxx dbname=d",
+		"host=h password = pw sslpassword='a b\\' c' dbname=d": "host=h password = xxxxx sslpassword=xxxxx dbname=d",
+		"password='unterminated":                               "password=xxxxx",
+		"PASSWORD=pw":                                          "PASSWORD=xxxxx",
+		"host=h sslmode=require":                               "host=h sslmode=require",
 	}
 	for in, want := range cases {
 		if got := RedactDSN(in); got != want {

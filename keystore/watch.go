@@ -19,6 +19,12 @@ type ChangeHandler interface {
 	// Resync: changes may have been missed (the watch was just
 	// established or re-established); every cached key must be dropped.
 	Resync()
+	// MalformedChange: a notification or change log entry that is not a
+	// key digest arrived and was ignored. Keygate's triggers never make
+	// one: someone else wrote it (any role that can connect may NOTIFY
+	// on the channel). It is not a reason to drop cached keys, or anyone
+	// could make every gateway reload its whole cache at will.
+	MalformedChange()
 	// Healthy reports whether changes are being delivered. While they are
 	// not (err says why), caches must not trust their entries for long.
 	Healthy(ok bool, err error)
@@ -116,8 +122,7 @@ func (s *pgStore) listenSession(ctx context.Context, h ChangeHandler) error {
 			if b, err := hex.DecodeString(n.Payload); err == nil && len(b) == DigestLen {
 				h.KeyChanged(Digest(b))
 			} else {
-				// Not ours or garbled: be safe.
-				h.Resync()
+				h.MalformedChange()
 			}
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -198,7 +203,7 @@ func (s *sqliteStore) pollChanges(ctx context.Context, h ChangeHandler, last int
 		if len(digest) == DigestLen {
 			h.KeyChanged(Digest(digest))
 		} else {
-			h.Resync()
+			h.MalformedChange()
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,18 +17,20 @@ import (
 
 // recorder is a ChangeHandler that remembers what it was told.
 type recorder struct {
-	mu      sync.Mutex
-	changed []Digest
-	resyncs int
-	healthy bool
-	downs   int
-	signal  chan struct{}
+	mu        sync.Mutex
+	changed   []Digest
+	resyncs   int
+	malformed int
+	healthy   bool
+	downs     int
+	signal    chan struct{}
 }
 
 func newRecorder() *recorder { return &recorder{signal: make(chan struct{}, 100)} }
 
 func (r *recorder) KeyChanged(d Digest) { r.do(func() { r.changed = append(r.changed, d) }) }
 func (r *recorder) Resync()             { r.do(func() { r.resyncs++ }) }
+func (r *recorder) MalformedChange()    { r.do(func() { r.malformed++ }) }
 func (r *recorder) Healthy(ok bool, err error) {
 	r.do(func() {
 		r.healthy = ok
@@ -119,6 +123,46 @@ func TestWatchSeesChangesFromOtherProcesses(t *testing.T) {
 	})
 }
 
+// TestWatchIgnoresMalformedChanges: a notification or change log row that
+// is not a key digest (anyone who can connect may NOTIFY keygate_keys) is
+// counted and dropped; it must not purge every cache, and changes after
+// it still arrive.
+func TestWatchIgnoresMalformedChanges(t *testing.T) {
+	inject := map[string][]string{
+		"postgres": {
+			"NOTIFY keygate_keys, 'garbage'",
+			"NOTIFY keygate_keys, ''",
+			"SELECT pg_notify('keygate_keys', repeat('ab', 31))",
+		},
+		"sqlite": {
+			"INSERT INTO keygate_key_changes (digest, changed_at) VALUES (x'01', 0)",
+			"INSERT INTO keygate_key_changes (digest, changed_at) VALUES (x'', 0)",
+			"INSERT INTO keygate_key_changes (digest, changed_at) VALUES (zeroblob(33), 0)",
+		},
+	}
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		dsn := kind.newDSN(t)
+		s := openT(t, dsn, Options{})
+		r := startWatch(t, s)
+		for _, q := range inject[kind.name] {
+			rawExec(t, kind.name, dsn, q)
+		}
+		_, rec, err := Issue(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "after"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.waitFor(t, "the change after the malformed ones", func(r *recorder) bool { return r.saw(rec.Digest) })
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.resyncs != 1 || r.malformed != len(inject[kind.name]) || len(r.changed) != 1 {
+			t.Fatalf("after %d malformed changes and one key change: %d resyncs (want 1, the start), "+
+				"%d malformed (want %d), %d key changes", len(inject[kind.name]), r.resyncs, r.malformed,
+				len(inject[kind.name]), len(r.changed))
+		}
+	})
+}
+
 // TestWatchReconnectResyncs kills the PostgreSQL listening connection: the
 // watch must report the outage, reconnect, and ask for a resync, because
 // notifications sent in the gap are lost.
@@ -148,6 +192,32 @@ func TestWatchReconnectResyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitFor(t, "a change after reconnecting", func(r *recorder) bool { return r.saw(rec.Digest) })
+}
+
+// TestNotifyFunctionSearchPath: the trigger function runs with a fixed
+// search_path and names pg_notify fully, so that no object another role
+// creates in a schema on the caller's search_path (a pg_notify of its own,
+// say) is ever called in its place.
+func TestNotifyFunctionSearchPath(t *testing.T) {
+	ctx := ctxT(t)
+	dsn := storeKinds[1].newDSN(t)
+	openT(t, dsn, Options{})
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var config []string
+	var src string
+	if err := conn.QueryRow(ctx, "SELECT coalesce(proconfig, '{}'), prosrc FROM pg_proc WHERE proname = 'keygate_notify_key_change'").Scan(&config, &src); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(config, "search_path=pg_catalog, pg_temp") {
+		t.Errorf("keygate_notify_key_change runs with settings %q, want search_path=pg_catalog, pg_temp", config)
+	}
+	if strings.Count(src, "pg_catalog.pg_notify(") != 2 || strings.Count(src, "pg_notify(") != 2 {
+		t.Errorf("keygate_notify_key_change does not call pg_catalog.pg_notify by its full name:\n%s", src)
+	}
 }
 
 // TestWatchDetectsSilentConnectionLoss: a listener whose connection goes

@@ -25,6 +25,12 @@ const (
 // loadKey is a key a worker sends, with a name for messages.
 type loadKey struct{ name, key string }
 
+// faultOptions turn off the budget of failed key checks: the fault tests
+// send invalid keys from the same client as valid ones, to check the
+// answers each gets while the store fails, not the budget (see
+// TestFloodCannotStarveRealKeys).
+const faultOptions = "failed_auth_limit off\n\t\t"
+
 func keyOf(k issuedKey) loadKey { return loadKey{name: k.Name, key: k.Key} }
 
 // loadSpec is one worker: it sends its keys in turn, each for turn
@@ -240,7 +246,7 @@ func TestPostgresStoppedMidLoad(t *testing.T) {
 	sb := pgSandbox(t, c.CreateDatabase(t, "keygate"), randomPepper())
 	up := newUpstream(t)
 	g := newGateway(t, sb)
-	g.start(apiKeySite(g, up, "cache {\n\t\t\tttl 2s\n\t\t\tmax_stale 5m\n\t\t}\n\t\tstore_timeout 500ms"))
+	g.start(apiKeySite(g, up, faultOptions+"cache {\n\t\t\tttl 2s\n\t\t\tmax_stale 5m\n\t\t}\n\t\tstore_timeout 500ms"))
 	waitForLog(t, g, watchingLog, 1, startTimeout)
 
 	var cached, uncached []loadSpec
@@ -318,7 +324,7 @@ func TestSlowStoreAnswers503InTime(t *testing.T) {
 	sb := newSandbox(t, postgresStore)
 	up := newUpstream(t)
 	g := newGateway(t, sb)
-	g.start(apiKeySite(g, up, longCache+"\n\t\tstore_timeout 300ms"))
+	g.start(apiKeySite(g, up, faultOptions+longCache+"\n\t\tstore_timeout 300ms"))
 	cachedKey := sb.createKey("cached")
 	uncachedKey := sb.createKey("uncached")
 	ensureCached(t, g, cachedKey.Name, cachedKey.Key)
@@ -376,7 +382,7 @@ func TestTerminatedConnectionsUnderLoad(t *testing.T) {
 	sb := newSandbox(t, postgresStore)
 	up := newUpstream(t)
 	g := newGateway(t, sb)
-	g.start(apiKeySite(g, up, ""))
+	g.start(apiKeySite(g, up, faultOptions))
 	waitForLog(t, g, watchingLog, 1, startTimeout)
 	db := connectDB(t, sb.dsn)
 

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testport"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -82,29 +83,11 @@ const (
 	cliTimeout   = 60 * time.Second
 )
 
-// handedOut holds every port freePort returned in this process. Caddy
-// binds with SO_REUSEPORT, so two gateways given the same port would both
-// start and share it silently; a port is therefore never handed out twice.
-var handedOut sync.Map
-
 // freePort returns a loopback port that was free a moment ago and that no
-// other test of this process has been given.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if _, taken := handedOut.LoadOrStore(port, true); !taken {
-			return port
-		}
-	}
-	t.Fatal("no unused free port found in 100 tries")
-	return 0
-}
+// other test of this process has been given. Caddy binds with
+// SO_REUSEPORT, so two gateways given the same port would both start and
+// share it silently; see testport for how collisions are avoided.
+func freePort(t testing.TB) int { return testport.Free(t) }
 
 // randomPepper returns a pepper of the right size for a test store.
 func randomPepper() string {
@@ -312,6 +295,8 @@ type gateway struct {
 	url   string // http://127.0.0.1:port
 	admin string // admin endpoint address
 	debug bool   // set the global debug option
+	// globals are extra global options, one per line, tab-indented.
+	globals string
 
 	cfgPath string
 	logPath string
@@ -349,7 +334,7 @@ func (g *gateway) caddyfile(sites string) string {
 	if g.debug {
 		debug = "\tdebug\n"
 	}
-	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n%s}\n\n%s", g.admin, debug, sites)
+	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n%s%s}\n\n%s", g.admin, debug, g.globals, sites)
 }
 
 // start writes the Caddyfile, starts Caddy and waits until the admin
@@ -455,6 +440,7 @@ type recordedRequest struct {
 	RawQuery   string
 	RequestURI string
 	Header     http.Header
+	Trailer    http.Header // read after the whole body
 	Cookies    []*http.Cookie
 }
 
@@ -465,6 +451,11 @@ func (r recordedRequest) String() string {
 	for name, vals := range r.Header {
 		for _, v := range vals {
 			fmt.Fprintf(&b, "%s: %s\n", name, v)
+		}
+	}
+	for name, vals := range r.Trailer {
+		for _, v := range vals {
+			fmt.Fprintf(&b, "trailer %s: %s\n", name, v)
 		}
 	}
 	for _, c := range r.Cookies {
@@ -496,6 +487,7 @@ func newUpstream(t *testing.T) *upstream {
 			RawQuery:   r.URL.RawQuery,
 			RequestURI: r.RequestURI,
 			Header:     r.Header.Clone(),
+			Trailer:    r.Trailer.Clone(),
 			Cookies:    r.Cookies(),
 		})
 		u.mu.Unlock()

@@ -44,6 +44,7 @@ func listenerUp(g *gateway) bool {
 const (
 	storeQueriesMetric = "caddy_api_key_store_queries_total"
 	purgesMetric       = "caddy_api_key_cache_purges_total"
+	resyncsMetric      = "caddy_api_key_watch_resyncs_total"
 	staleMetric        = `caddy_api_key_cache_lookups_total{result="stale"}`
 )
 
@@ -283,28 +284,27 @@ func (f *revocationFixture) revokeAndTime(t *testing.T, name string, killListene
 	return res.took
 }
 
-// purges reads every gateway's purge counter.
-func (f *revocationFixture) purges(t *testing.T) []float64 {
+// counters reads one counter of every gateway.
+func (f *revocationFixture) counters(t *testing.T, series string) []float64 {
 	t.Helper()
 	out := make([]float64, len(f.gws))
 	for i, g := range f.gws {
-		out[i] = metric(t, g, purgesMetric)
+		out[i] = metric(t, g, series)
 	}
 	return out
 }
 
-// wantPurges waits until every gateway's purge counter has risen by at
-// least n since before.
-func (f *revocationFixture) wantPurges(t *testing.T, before []float64, n int) {
+// wantRise waits until the counter of every gateway has risen by at least
+// n since before.
+func (f *revocationFixture) wantRise(t *testing.T, series string, before []float64, n int, why string) {
 	t.Helper()
 	for i, g := range f.gws {
 		var got float64
 		if ok, _ := pollUntil(5*time.Second, 20*time.Millisecond, func() bool {
-			got = metric(t, g, purgesMetric)
+			got = metric(t, g, series)
 			return got-before[i] >= float64(n)
 		}); !ok {
-			t.Errorf("gateway %d: %s went from %v to %v, want +%d at least (one per listener reconnection)",
-				i, purgesMetric, before[i], got, n)
+			t.Errorf("gateway %d: %s went from %v to %v, want +%d at least (%s)", i, series, before[i], got, n, why)
 		}
 	}
 }
@@ -335,11 +335,11 @@ func TestRevocationReachesEveryInstance(t *testing.T) {
 	// must make up for it.
 	f.freshListeners(t)
 	waitListeners(t, f.db, len(f.gws), 15*time.Second)
-	before := f.purges(t)
+	before := f.counters(t, purgesMetric)
 	took := f.revokeAndTime(t, "revoked with the listeners killed", true)
 	t.Logf("revocation refused by both gateways, listeners killed just before: %v", took.Round(time.Microsecond))
 	waitListeners(t, f.db, len(f.gws), 15*time.Second)
-	f.wantPurges(t, before, 1)
+	f.wantRise(t, purgesMetric, before, 1, "the reconnection's resync")
 }
 
 func TestSQLiteCLIRevocationSeenWithinASecond(t *testing.T) {

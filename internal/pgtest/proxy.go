@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy on loopback that a test can make misbehave the way
@@ -13,6 +15,8 @@ import (
 // without a word), while new connections work.
 type Proxy struct {
 	Addr string // host:port to connect to
+
+	delay atomic.Int64 // nanoseconds added before each server reply
 
 	ln     net.Listener
 	target string
@@ -66,16 +70,19 @@ func (p *Proxy) accept() {
 		p.conns = append(p.conns, pc)
 		p.wg.Add(2)
 		p.mu.Unlock()
-		go p.pipe(pc, c, s)
-		go p.pipe(pc, s, c)
+		go p.pipe(pc, c, s, false)
+		go p.pipe(pc, s, c, true)
 	}
 }
 
-func (p *Proxy) pipe(pc *proxyConn, from, to net.Conn) {
+func (p *Proxy) pipe(pc *proxyConn, from, to net.Conn, fromServer bool) {
 	defer p.wg.Done()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := from.Read(buf)
+		if d := time.Duration(p.delay.Load()); fromServer && n > 0 && d > 0 {
+			time.Sleep(d)
+		}
 		select {
 		case <-pc.frozen:
 			// Swallow everything until the proxy is closed.
@@ -100,6 +107,10 @@ func (p *Proxy) pipe(pc *proxyConn, from, to net.Conn) {
 		}
 	}
 }
+
+// SetDelay makes every reply from the server arrive d later: the latency
+// of a database across a network.
+func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
 
 // Freeze stops every connection open now from passing bytes, without
 // closing it. Connections made afterwards are not affected.

@@ -1,0 +1,247 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/keygate/keygate/ratelimit"
+)
+
+// failureBudget counts failed key checks per client. A check that needs
+// the store is charged before the store is asked and refunded when the
+// key turns out to exist (or the store, not the client, failed): a flood
+// of made-up keys thus spends its budget before its lookups can crowd out
+// other clients' in the query queue. Budgets outlive a
+// config reload (an attacker gains nothing from one) and are shared by the
+// handlers with the same limit. A nil *failureBudget is off.
+type failureBudget struct {
+	table *ratelimit.Table
+	key   ratelimit.Limit
+}
+
+var failureBudgets = caddy.NewUsagePool() // ratelimit.Limit -> *failureBudget
+
+func (*failureBudget) Destruct() error { return nil }
+
+// failedAuthLimit returns the limit of a configuration; ok is false when
+// the budget is off.
+func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err error) {
+	rate, burst := defaultFailedAuthRate, defaultFailedAuthBurst
+	if c != nil {
+		if c.Off {
+			if c.Rate != "" || c.Burst != 0 {
+				return limit, false, fmt.Errorf("failed_auth_limit: off takes no rate or burst")
+			}
+			return limit, false, nil
+		}
+		if c.Rate != "" {
+			rate = c.Rate
+		}
+		if c.Burst < 0 {
+			return limit, false, fmt.Errorf("failed_auth_limit: burst must be at least 1")
+		}
+		if c.Burst > 0 {
+			burst = c.Burst
+		}
+	}
+	interval, err := ratelimit.ParseRate(rate)
+	if err != nil {
+		return limit, false, fmt.Errorf("failed_auth_limit: %v", err)
+	}
+	return ratelimit.Limit{Interval: interval, Burst: burst}, true, nil
+}
+
+func acquireFailureBudget(c *FailedAuthLimit) (*failureBudget, error) {
+	limit, ok, err := failedAuthLimit(c)
+	if err != nil || !ok {
+		return nil, err
+	}
+	val, _, err := failureBudgets.LoadOrNew(limit, func() (caddy.Destructor, error) {
+		return &failureBudget{table: ratelimit.NewTable(limit, failedAuthClients), key: limit}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*failureBudget), nil
+}
+
+func releaseFailureBudget(b *failureBudget) { failureBudgets.Delete(b.key) }
+
+// clientAddr is the address a request's budget is kept under: Caddy's
+// client IP, which honours trusted_proxies, so that a client cannot pick
+// its own address with X-Forwarded-For unless it is a trusted proxy.
+func clientAddr(r *http.Request) (netip.Addr, bool) {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" {
+		ap, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		return ap.Addr(), true
+	}
+	a, err := netip.ParseAddr(ip)
+	return a, err == nil
+}
+
+// exhausted reports whether the request's client has no failed checks
+// left, and how long until it has one.
+func (b *failureBudget) exhausted(r *http.Request) (time.Duration, bool) {
+	if b == nil {
+		return 0, false
+	}
+	a, ok := clientAddr(r)
+	if !ok {
+		return 0, false
+	}
+	over, wait := b.table.Exhausted(a, now())
+	return wait, over
+}
+
+// spend charges one failed check to the request's client; over is true
+// when none was left.
+func (b *failureBudget) spend(r *http.Request) (wait time.Duration, over bool) {
+	if b == nil {
+		return 0, false
+	}
+	a, ok := clientAddr(r)
+	if !ok {
+		return 0, false
+	}
+	allowed, wait := b.table.Spend(a, now())
+	return wait, !allowed
+}
+
+// refund gives back the unit a store lookup was charged, for a key that
+// turned out to exist or a lookup the store could not answer.
+func (b *failureBudget) refund(r *http.Request) {
+	if b == nil {
+		return
+	}
+	if a, ok := clientAddr(r); ok {
+		b.table.Refund(a)
+	}
+}
+
+// pendingLookups caps the store lookups each client has in flight at
+// once, so that one client cannot fill the query queue that every client
+// shares, however fast it sends: a client's further lookups wait for its
+// own earlier ones, not in the shared queue. Entries exist only while a
+// client has lookups in flight or waiting, so memory follows the open
+// requests, not the number of clients ever seen.
+type pendingLookups struct {
+	limit  int
+	shards [64]pendingShard
+}
+
+type pendingShard struct {
+	mu      sync.Mutex
+	clients map[netip.Addr]*clientSlots
+}
+
+type clientSlots struct {
+	slots chan struct{}
+	refs  int // requests holding or waiting for a slot; guarded by the shard
+}
+
+// newPendingLookups allows each client a quarter of the query slots (at
+// least one) at a time. A nil *pendingLookups allows everything.
+func newPendingLookups(maxQueries int) *pendingLookups {
+	p := &pendingLookups{limit: max(1, maxQueries/4)}
+	for i := range p.shards {
+		p.shards[i].clients = map[netip.Addr]*clientSlots{}
+	}
+	return p
+}
+
+func (p *pendingLookups) shard(a netip.Addr) *pendingShard {
+	b := a.As16()
+	return &p.shards[(b[15]^b[14]^b[7])%uint8(len(p.shards))]
+}
+
+// admission is what enter decided.
+type admission int
+
+const (
+	admitted admission = iota // the client may start a lookup; call exit after it
+	refused                   // the client's earlier lookups did not finish in time
+	joinable                  // meanwhile a lookup of the same key started: wait for that one
+)
+
+// enter waits, for up to wait, until the request's client may start one
+// more lookup, or until joinable reports that the lookup it wants is in
+// flight anyway (polled while waiting). On admitted the caller must call
+// exit with the returned address.
+func (p *pendingLookups) enter(r *http.Request, wait time.Duration, inFlight func() bool) (netip.Addr, admission) {
+	if p == nil {
+		return netip.Addr{}, admitted
+	}
+	a, ok := clientAddr(r)
+	if !ok {
+		return netip.Addr{}, admitted
+	}
+	a = ratelimit.ClientKey(a)
+	sh := p.shard(a)
+	sh.mu.Lock()
+	c := sh.clients[a]
+	if c == nil {
+		c = &clientSlots{slots: make(chan struct{}, p.limit)}
+		sh.clients[a] = c
+	}
+	c.refs++
+	sh.mu.Unlock()
+	select {
+	case c.slots <- struct{}{}:
+		return a, admitted
+	default:
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	result := refused
+wait:
+	for {
+		select {
+		case c.slots <- struct{}{}:
+			return a, admitted
+		case <-poll.C:
+			if inFlight() {
+				result = joinable
+				break wait
+			}
+		case <-timer.C:
+			break wait
+		case <-r.Context().Done():
+			break wait
+		}
+	}
+	p.release(sh, a, c)
+	return netip.Addr{}, result
+}
+
+// exit ends a lookup started with enter.
+func (p *pendingLookups) exit(a netip.Addr) {
+	if p == nil || !a.IsValid() {
+		return
+	}
+	sh := p.shard(a)
+	sh.mu.Lock()
+	c := sh.clients[a]
+	sh.mu.Unlock()
+	<-c.slots
+	p.release(sh, a, c)
+}
+
+func (p *pendingLookups) release(sh *pendingShard, a netip.Addr, c *clientSlots) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c.refs--; c.refs == 0 {
+		delete(sh.clients, a)
+	}
+}

@@ -1,0 +1,250 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// TestConnectionCannotDropIdentity: reverse_proxy deletes every header a
+// client names in Connection, after this handler ran. Naming the identity
+// headers there must not take them away from the upstream.
+func TestConnectionCannotDropIdentity(t *testing.T) {
+	ts := newTestStore(t)
+	key, rec := ts.issue(t, keystore.NewKeyParams{Owner: "acme"})
+	h := ts.handler(t, &Handler{IDHeader: "X-Who"})
+	s := serve(h, newRequest("/", bearer(key),
+		"Connection: keep-alive, x-api-key-id, X-Api-Key-Owner",
+		"Connection: x-who, X-Trace"))
+	if s.next == nil {
+		t.Fatalf("refused: %d %s", s.rec.Code, s.rec.Body)
+	}
+	// What reverse_proxy does next.
+	out := s.next.Header.Clone()
+	for _, v := range out["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			out.Del(strings.TrimSpace(tok))
+		}
+	}
+	if got := out.Get("X-Who"); got != rec.ID {
+		t.Errorf("X-Who after hop-by-hop removal = %q, want %q", got, rec.ID)
+	}
+	if got := out.Get("X-Api-Key-Owner"); got != "acme" {
+		t.Errorf("X-Api-Key-Owner after hop-by-hop removal = %q, want acme", got)
+	}
+	if got := s.next.Header.Values("Connection"); strings.Join(got, "|") != "keep-alive|X-Trace" {
+		t.Errorf("Connection = %q; other tokens must stay", got)
+	}
+}
+
+// trailerBody is a request body that, like net/http, fills in the
+// request's trailers when it reaches its end, with whatever the client
+// sent, declared or not.
+type trailerBody struct {
+	io.Reader
+	trailer http.Header
+	sent    http.Header
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err == io.EOF {
+		for k, v := range b.sent {
+			b.trailer[k] = v
+		}
+	}
+	return n, err
+}
+
+func (b *trailerBody) Close() error { return nil }
+
+// TestTrailersCannotCarryIdentity: a client must not smuggle an identity
+// header or a key to the upstream as a request trailer, declared or not.
+func TestTrailersCannotCarryIdentity(t *testing.T) {
+	ts := newTestStore(t)
+	key, _ := ts.issue(t, keystore.NewKeyParams{})
+	h := ts.handler(t, &Handler{Sources: []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}}})
+	r := newRequest("/", bearer(key))
+	r.Method = http.MethodPost
+	declared := http.Header{"X-Api-Key-Id": nil, "X-Checksum": nil}
+	r.Trailer = declared
+	r.Body = &trailerBody{Reader: strings.NewReader("payload"), trailer: declared, sent: http.Header{
+		"X-Api-Key-Id":    {"admin"},
+		"X-Api-Key-Owner": {"admin"},
+		"Authorization":   {"Bearer " + key},
+		"X-Api-Key":       {key},
+		"X-Checksum":      {"abc"},
+	}}
+	s := serve(h, r)
+	if s.next == nil {
+		t.Fatalf("refused: %d %s", s.rec.Code, s.rec.Body)
+	}
+	if _, ok := s.next.Trailer["X-Api-Key-Id"]; ok {
+		t.Error("the declared identity trailer is still announced")
+	}
+	body, err := io.ReadAll(s.next.Body)
+	if err != nil || string(body) != "payload" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	for _, name := range []string{"X-Api-Key-Id", "X-Api-Key-Owner", "Authorization", "X-Api-Key"} {
+		if v, ok := s.next.Trailer[name]; ok {
+			t.Errorf("trailer %s = %q reaches the upstream", name, v)
+		}
+	}
+	if got := s.next.Trailer.Get("X-Checksum"); got != "abc" {
+		t.Errorf("harmless trailer X-Checksum = %q, want abc", got)
+	}
+}
+
+// TestKeyNeverForwarded: whichever source decided, no well-formed key
+// reaches the upstream in Authorization, under any scheme.
+func TestKeyNeverForwarded(t *testing.T) {
+	ts := newTestStore(t)
+	key, _ := ts.issue(t, keystore.NewKeyParams{})
+	other, _ := ts.issue(t, keystore.NewKeyParams{})
+	h := ts.handler(t, &Handler{Sources: []KeySource{{From: FromHeader, Name: "X-API-Key"}, {From: FromQuery, Name: "api_key"}}})
+	basic := func(s string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []struct {
+		auth string
+		keep bool
+	}{
+		{"Bearer " + other, false},
+		{"bearer " + other, false},
+		{"Token " + other, false},
+		{other, false},
+		{basic(other + ":"), false},
+		{basic("user:" + other), false},
+		{"Basic dXNlcjpwYXNz", true},
+		{"Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", true},
+		{"Bearer " + other[:len(other)-1], true}, // not a well-formed key: the upstream's business
+	} {
+		s := serve(h, newRequest("/?api_key="+key, "Authorization: "+c.auth))
+		if s.next == nil {
+			t.Fatalf("refused: %d %s", s.rec.Code, s.rec.Body)
+		}
+		got := s.next.Header.Get("Authorization")
+		if c.keep && got != c.auth {
+			t.Errorf("Authorization %q was changed to %q", c.auth, got)
+		}
+		if !c.keep && got != "" {
+			t.Errorf("Authorization carrying a key was forwarded: %q", got)
+		}
+		if strings.Contains(s.next.URL.RawQuery, key) {
+			t.Errorf("the key is still in the query: %q", s.next.URL.RawQuery)
+		}
+	}
+}
+
+// withClientIP puts Caddy's client IP (after trusted_proxies) into r.
+func withClientIP(r *http.Request, ip string) *http.Request {
+	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: ip})
+	return r.WithContext(ctx)
+}
+
+// TestFailedAuthBudget: past its budget of failed checks, a client gets
+// 429 with Retry-After for every key the cache cannot answer, without a
+// store query; cached keys keep working and other clients are unaffected.
+func TestFailedAuthBudget(t *testing.T) {
+	ts := newTestStore(t)
+	cached, _ := ts.issue(t, keystore.NewKeyParams{})
+	uncached, _ := ts.issue(t, keystore.NewKeyParams{})
+	h := ts.handler(t, &Handler{FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 3}})
+	waitWatching(t, h) // its start purges the cache
+	const attacker, neighbour = "198.51.100.7", "203.0.113.9"
+	if s := serve(h, withClientIP(newRequest("/", bearer(cached)), attacker)); s.next == nil {
+		t.Fatalf("valid key refused: %d", s.rec.Code)
+	}
+	for i := 0; i < 3; i++ {
+		checkProblem(t, serve(h, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), attacker)), http.StatusUnauthorized, CodeInvalidKey)
+	}
+	queries := h.verifier.Stats.StoreQueries.Load()
+	for name, r := range map[string]*http.Request{
+		"unknown key":    newRequest("/", bearer(ts.unknownKey(t))),
+		"malformed key":  newRequest("/", bearer("kg_nonsense")),
+		"uncached valid": newRequest("/", bearer(uncached)),
+	} {
+		s := serve(h, withClientIP(r, attacker))
+		checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
+		if ra := s.rec.Header().Get("Retry-After"); ra != "3600" {
+			t.Errorf("%s: Retry-After %q, want 3600", name, ra)
+		}
+	}
+	if q := h.verifier.Stats.StoreQueries.Load(); q != queries {
+		t.Errorf("a client past its budget made %d store queries", q-queries)
+	}
+	if s := serve(h, withClientIP(newRequest("/", bearer(cached)), attacker)); s.next == nil {
+		t.Errorf("a cached valid key was refused for a client past its budget: %d", s.rec.Code)
+	}
+	if s := serve(h, withClientIP(newRequest("/", bearer(uncached)), neighbour)); s.next == nil {
+		t.Errorf("another client was refused: %d %s", s.rec.Code, s.rec.Body)
+	}
+	// The budget goes by Caddy's client IP, not by the peer address.
+	if s := serve(h, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), neighbour)); s.rec.Code != http.StatusUnauthorized {
+		t.Errorf("the neighbour's first failure got %d", s.rec.Code)
+	}
+
+	// Store lookups of keys that exist are charged and refunded: a
+	// client with many valid keys never runs out.
+	const legit = "192.0.2.44"
+	for i := 0; i < 10; i++ {
+		k, _ := ts.issue(t, keystore.NewKeyParams{})
+		if s := serve(h, withClientIP(newRequest("/", bearer(k)), legit)); s.next == nil {
+			t.Fatalf("valid uncached key %d of a client with a budget of 3: %d", i+1, s.rec.Code)
+		}
+	}
+
+	off := ts.handler(t, &Handler{FailedAuthLimit: &FailedAuthLimit{Off: true}})
+	for i := 0; i < 150; i++ {
+		checkProblem(t, serve(off, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), attacker)), http.StatusUnauthorized, CodeInvalidKey)
+	}
+}
+
+// TestCookieCrossOrigin: a browser sends a cookie key by itself, so a
+// state-changing request authenticated by a cookie must come from the
+// site's own pages or an allowed origin.
+func TestCookieCrossOrigin(t *testing.T) {
+	ts := newTestStore(t)
+	key, _ := ts.issue(t, keystore.NewKeyParams{})
+	sources := []KeySource{{From: FromBearer}, {From: FromCookie, Name: "api_key"}}
+	h := ts.handler(t, &Handler{Sources: sources})
+	allowing := ts.handler(t, &Handler{Sources: sources, AllowedOrigins: []string{"https://app.example.com"}})
+	req := func(method string, header ...string) *http.Request {
+		r := newRequest("http://api.example.com/orders", header...)
+		r.Method = method
+		return r
+	}
+	cookie := "Cookie: api_key=" + key
+	for _, c := range []struct {
+		name string
+		h    *Handler
+		r    *http.Request
+		ok   bool
+	}{
+		{"POST cross-site", h, req("POST", cookie, "Sec-Fetch-Site: cross-site"), false},
+		{"DELETE same-site", h, req("DELETE", cookie, "Sec-Fetch-Site: same-site"), false},
+		{"PUT foreign Origin", h, req("PUT", cookie, "Origin: https://evil.example"), false},
+		{"PATCH Origin null", h, req("PATCH", cookie, "Origin: null"), false},
+		{"POST same-origin", h, req("POST", cookie, "Sec-Fetch-Site: same-origin"), true},
+		{"POST own Origin", h, req("POST", cookie, "Origin: http://api.example.com"), true},
+		{"POST without browser headers", h, req("POST", cookie), true},
+		{"GET cross-site", h, req("GET", cookie, "Sec-Fetch-Site: cross-site"), true},
+		{"POST cross-site with bearer", h, req("POST", bearer(key), "Sec-Fetch-Site: cross-site"), true},
+		{"POST from an allowed origin", allowing, req("POST", cookie, "Sec-Fetch-Site: cross-site", "Origin: https://app.example.com"), true},
+		{"POST from another origin", allowing, req("POST", cookie, "Sec-Fetch-Site: cross-site", "Origin: https://evil.example"), false},
+	} {
+		s := serve(c.h, c.r)
+		if c.ok && s.next == nil {
+			t.Errorf("%s: refused with %d %s", c.name, s.rec.Code, s.rec.Body)
+		}
+		if !c.ok {
+			t.Run(c.name, func(t *testing.T) { checkProblem(t, s, http.StatusForbidden, CodeCrossOrigin) })
+		}
+	}
+}
