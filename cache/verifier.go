@@ -295,6 +295,9 @@ func (v *Verifier) Cached(d keystore.Digest) (k *keystore.Key, err error, found 
 	return nil, nil, false
 }
 
+// Queued returns how many lookups wait for a query slot now.
+func (v *Verifier) Queued() int { return int(v.queued.Load()) }
+
 // InFlight reports whether a store lookup of d is in flight: a Verify of
 // d now would most likely wait for it rather than start a query.
 func (v *Verifier) InFlight(d keystore.Digest) bool { return v.flights.has(d) }

@@ -68,6 +68,19 @@ func (s *fakeStore) Lookup(ctx context.Context, d keystore.Digest) (*keystore.Ke
 	return &c, nil
 }
 
+// block makes every Lookup wait until release is called (deaf: even past
+// its deadline). The test's cleanup releases it too, before the verifier
+// closes, so that a failing test ends instead of waiting for queries
+// that never return: call it after newVerifier.
+func (s *fakeStore) block(t *testing.T, deaf bool) (release func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	s.set(func(s *fakeStore) { s.gate, s.deaf = gate, deaf })
+	t.Cleanup(release)
+	return release
+}
+
 func (s *fakeStore) set(f func(s *fakeStore)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -302,16 +315,33 @@ func TestStaleWhileStoreDown(t *testing.T) {
 	}
 }
 
+// TestStaleRefreshSeesRevocation: while the verifier believes the store
+// is down, a stale entry is served at once and re-read in the background;
+// that background read is the only query that can find out the store is
+// back, and it must bring the revocation in.
 func TestStaleRefreshSeesRevocation(t *testing.T) {
 	s := newFakeStore()
 	d := s.add("a")
-	v, clk := newVerifier(t, s, Config{TTL: 10 * time.Second, MaxStale: time.Minute})
+	v, clk := newVerifier(t, s, Config{TTL: 10 * time.Second, MaxStale: time.Minute, QueryTimeout: 50 * time.Millisecond})
 	ctx := context.Background()
 	v.Verify(ctx, d)
-	s.set(func(s *fakeStore) { s.keys[d].RevokedAt = time.Now() })
+	s.set(func(s *fakeStore) { s.err = errors.New("connection refused") })
+	if _, err := v.Verify(ctx, randomDigest()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("lookup against a failing store: %v", err)
+	}
+	if !v.storeDown.Load() {
+		t.Fatal("a failed query did not put the verifier in store-down mode")
+	}
+	s.set(func(s *fakeStore) { s.err = nil; s.keys[d].RevokedAt = time.Now() })
 	clk.add(11 * time.Second)
-	v.Verify(ctx, d) // stale: served, refreshed in the background
+	queries := s.queries.Load()
+	if k, err := v.Verify(ctx, d); err != nil || !k.RevokedAt.IsZero() {
+		t.Fatalf("stale entry while the store is believed down: %+v %v; want the cached record at once", k, err)
+	}
 	waitRevoked(t, v, d, "background refresh never picked up the revocation")
+	if s.queries.Load() == queries {
+		t.Fatal("the revocation arrived without a store query")
+	}
 }
 
 func TestInvalidate(t *testing.T) {
@@ -494,9 +524,8 @@ func TestInvalidateBetweenCheckAndSet(t *testing.T) {
 // into its store-down mode.
 func TestSlotWaitIsNotAStoreError(t *testing.T) {
 	s := newFakeStore()
-	gate := make(chan struct{})
-	s.set(func(s *fakeStore) { s.gate, s.deaf = gate, true })
 	v, _ := newVerifier(t, s, Config{MaxQueries: 1, QueryTimeout: 100 * time.Millisecond})
+	release := s.block(t, true)
 	busy := make(chan struct{})
 	go func() {
 		defer close(busy)
@@ -512,7 +541,7 @@ func TestSlotWaitIsNotAStoreError(t *testing.T) {
 	if v.storeDown.Load() {
 		t.Error("a busy store was taken for a store that is down")
 	}
-	close(gate)
+	release()
 	<-busy
 	if n := v.Stats.StoreErrors.Load(); n != 0 {
 		t.Fatalf("%d store errors counted for a wait for a query slot", n)
@@ -523,8 +552,8 @@ func TestSlotWaitIsNotAStoreError(t *testing.T) {
 // has gone, the lookup is cancelled instead of running to its deadline.
 func TestAbandonedLookupIsCancelled(t *testing.T) {
 	s := newFakeStore()
-	s.set(func(s *fakeStore) { s.gate = make(chan struct{}) }) // never answers
 	v, _ := newVerifier(t, s, Config{QueryTimeout: time.Minute})
+	s.block(t, false) // never answers
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
@@ -562,8 +591,7 @@ func waitFor(limit time.Duration, f func() bool) (bool, time.Duration) {
 // closed, whatever their deadline.
 func holdSlots(t *testing.T, v *Verifier, s *fakeStore, n int) (release func()) {
 	t.Helper()
-	gate := make(chan struct{})
-	s.set(func(s *fakeStore) { s.gate, s.deaf = gate, true })
+	unblock := s.block(t, true)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -576,7 +604,7 @@ func holdSlots(t *testing.T, v *Verifier, s *fakeStore, n int) (release func()) 
 		t.Fatalf("%d of %d slot holders reached the store", s.active.Load(), n)
 	}
 	s.set(func(s *fakeStore) { s.gate, s.deaf = nil, false })
-	return func() { close(gate); wg.Wait() }
+	return func() { unblock(); wg.Wait() }
 }
 
 // TestFullQueueFailsFast: once MaxQueued lookups wait for a slot, the next
@@ -624,7 +652,7 @@ func TestFullQueueFailsFast(t *testing.T) {
 func TestAbandonedFloodLeavesNoGoroutines(t *testing.T) {
 	s := newFakeStore()
 	v, _ := newVerifier(t, s, Config{MaxQueries: 4, QueryTimeout: time.Minute})
-	s.set(func(s *fakeStore) { s.gate = make(chan struct{}) }) // the store never answers
+	s.block(t, false) // the store never answers
 	base := runtime.NumGoroutine()
 	const n = 1000
 	ctx, cancel := context.WithCancel(context.Background())
@@ -700,5 +728,110 @@ func TestCached(t *testing.T) {
 	v.Invalidate(d)
 	if _, _, found := v.Cached(d); found {
 		t.Fatal("Cached answered for an invalidated key")
+	}
+}
+
+// snapshotStore reads the record when the query starts, then waits for
+// gate: a database answers with the row as it was when the statement
+// began, however long the answer takes to arrive.
+type snapshotStore struct {
+	*fakeStore
+	gate    chan struct{}
+	started chan struct{}
+}
+
+func (s *snapshotStore) Lookup(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
+	s.mu.Lock()
+	k, ok := s.keys[d]
+	var c keystore.Key
+	if ok {
+		c = *k
+	}
+	s.mu.Unlock()
+	s.started <- struct{}{}
+	<-s.gate
+	if !ok {
+		return nil, keystore.ErrNotFound
+	}
+	return &c, nil
+}
+
+// TestOverlappedFillIsNotKept: a query that read the row before an
+// invalidation and answers after it is not stored at all (and could not
+// be served if it were, see TestInvalidateBetweenCheckAndSet).
+func TestOverlappedFillIsNotKept(t *testing.T) {
+	s := &snapshotStore{fakeStore: newFakeStore(), gate: make(chan struct{}), started: make(chan struct{}, 1)}
+	d := s.add("a")
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour, QueryTimeout: 10 * time.Second})
+	done := make(chan *keystore.Key)
+	go func() {
+		k, _ := v.Verify(context.Background(), d)
+		done <- k
+	}()
+	<-s.started // the old row is read
+	s.set(func(s *fakeStore) { s.keys[d].RevokedAt = time.Unix(1, 0) })
+	v.Invalidate(d)
+	close(s.gate)
+	if k := <-done; !k.RevokedAt.IsZero() {
+		t.Fatal("the snapshot store did not answer with the old row")
+	}
+	if _, ok := v.pos.Get(slot(d)); ok {
+		t.Fatal("a fill whose query overlapped an invalidation was stored")
+	}
+	k, err := v.Verify(context.Background(), d)
+	if err != nil || k.RevokedAt.IsZero() {
+		t.Fatalf("after the invalidation the old row was served: %v %+v", err, k)
+	}
+}
+
+// TestSlotCollision: two digests that share a cache slot (the first 8
+// bytes) are different keys: a hit is a hit only if the full digest
+// matches.
+func TestSlotCollision(t *testing.T) {
+	s := newFakeStore()
+	d := s.add("a")
+	other := randomDigest()
+	copy(other[:8], d[:8])
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour})
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if k, err, found := v.Cached(other); found && err == nil {
+		t.Fatalf("Cached answered a colliding digest with key %s", k.ID)
+	}
+	if k, err := v.Verify(ctx, other); !errors.Is(err, keystore.ErrNotFound) {
+		t.Fatalf("Verify of a digest sharing a's slot: %+v, %v; want ErrNotFound", k, err)
+	}
+	// And the other way round: a negative entry does not answer for a.
+	v.Invalidate(d)
+	v.Verify(ctx, other)
+	if k, err := v.Verify(ctx, d); err != nil || k.ID != "a" {
+		t.Fatalf("a after a colliding unknown digest: %+v, %v", k, err)
+	}
+}
+
+// TestVerifyHitDoesNotAllocate: a cache hit, the request path's common
+// case, costs no allocation.
+func TestVerifyHitDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race; scripts/test.sh runs this without it")
+	}
+	s := newFakeStore()
+	d := s.add("a")
+	v, _ := newVerifier(t, s, Config{TTL: time.Hour})
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if k, err := v.Verify(ctx, d); err != nil || k.ID != "a" {
+			t.Fatal("not a hit")
+		}
+	}); allocs != 0 {
+		t.Fatalf("a cache hit allocates %.1f times", allocs)
+	}
+	if h := v.Stats.Hits.Load(); h < 1000 {
+		t.Fatalf("%d hits counted: the loop did not hit the cache", h)
 	}
 }

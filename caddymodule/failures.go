@@ -44,7 +44,7 @@ func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err er
 			rate = c.Rate
 		}
 		if c.Burst < 0 {
-			return limit, false, fmt.Errorf("failed_auth_limit: burst must be at least 1")
+			return limit, false, fmt.Errorf("failed_auth_limit: burst must be 1 to %d", ratelimit.MaxBurst)
 		}
 		if c.Burst > 0 {
 			burst = c.Burst
@@ -54,7 +54,11 @@ func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err er
 	if err != nil {
 		return limit, false, fmt.Errorf("failed_auth_limit: %v", err)
 	}
-	return ratelimit.Limit{Interval: interval, Burst: burst}, true, nil
+	limit = ratelimit.Limit{Interval: interval, Burst: burst}
+	if err := limit.Validate(); err != nil {
+		return limit, false, fmt.Errorf("failed_auth_limit: %v", err)
+	}
+	return limit, true, nil
 }
 
 func acquireFailureBudget(c *FailedAuthLimit) (*failureBudget, error) {
@@ -243,5 +247,28 @@ func (p *pendingLookups) release(sh *pendingShard, a netip.Addr, c *clientSlots)
 	defer sh.mu.Unlock()
 	if c.refs--; c.refs == 0 {
 		delete(sh.clients, a)
+	}
+}
+
+// noteProxy warns, once per handler, when a request charged to the
+// budget came through a trusted proxy of a server without
+// trusted_proxies_strict: Caddy then takes the client IP from the leftmost
+// X-Forwarded-For entry, which the client itself writes, so a client could
+// give itself a fresh budget with every request. (Caddy's provisioning
+// does not show which proxies a server trusts; a request does.)
+func (h *Handler) noteProxy(r *http.Request) {
+	if h.proxyNoted.Load() {
+		return
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return
+	}
+	if !h.proxyNoted.CompareAndSwap(false, true) {
+		return
+	}
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.TrustedProxiesStrict == 0 {
+		h.logger.Warn("trusted_proxies without trusted_proxies_strict: the client IP comes from the leftmost " +
+			"X-Forwarded-For entry, which a client can choose, so it can escape its budget of failed key checks " +
+			"(failed_auth_limit); add trusted_proxies_strict to the servers global option")
 	}
 }

@@ -41,15 +41,77 @@ func FuzzExtract(f *testing.F) {
 		if cookie != "" {
 			r.Header["Cookie"] = strings.Split(cookie, "\n")
 		}
-		got, _, res := extract(r, everySource)
+		got, src, res := extract(r, everySource)
 		if res != keyFound && got != "" {
 			t.Fatalf("extract returned %q with result %d", got, res)
+		}
+		// The oracle: each source on its own, written plainly, and the
+		// first one that holds something decides.
+		wantKey, wantSrc, want := "", -1, keyAbsent
+		for i, one := range []func() (string, extractResult){
+			func() (string, extractResult) {
+				var toks []string
+				for _, line := range r.Header["Authorization"] {
+					if len(line) > 7 && strings.EqualFold(line[:7], "bearer ") {
+						toks = append(toks, strings.TrimSpace(line[7:]))
+					}
+				}
+				return single(toks, true)
+			},
+			func() (string, extractResult) {
+				if header == "" {
+					return "", keyAbsent
+				}
+				return single([]string{strings.TrimSpace(header)}, false)
+			},
+			func() (string, extractResult) {
+				var vals []string
+				for part := range strings.SplitSeq(rawQuery, "&") {
+					k, v, _ := strings.Cut(part, "=")
+					if uk, err := url.QueryUnescape(k); err != nil || uk != "api_key" || rawQuery == "" {
+						continue
+					}
+					if uv, err := url.QueryUnescape(v); err == nil {
+						v = uv
+					}
+					vals = append(vals, v)
+				}
+				return single(vals, false)
+			},
+			func() (string, extractResult) {
+				var vals []string
+				for _, c := range r.CookiesNamed("api_key") {
+					vals = append(vals, c.Value)
+				}
+				return single(vals, false)
+			},
+		} {
+			if k, res := one(); res != keyAbsent {
+				wantKey, wantSrc, want = k, i, res
+				break
+			}
+		}
+		if res != want || (want != keyAbsent && src != wantSrc) || (want == keyFound && got != wantKey) {
+			t.Fatalf("extract = %q from source %d (result %d), want %q from source %d (result %d)", got, src, res, wantKey, wantSrc, want)
 		}
 		strip(r, everySource)
 		if again, _, res := extract(r, everySource); res != keyAbsent {
 			t.Fatalf("after strip a source still yields %q (result %d); request %+v %q", again, res, r.Header, r.URL.RawQuery)
 		}
 	})
+}
+
+// single is what one source holding vals yields: nothing, one key, or
+// ambiguity. An empty value counts as absent when it is the only one,
+// except for a bearer token, whose scheme alone says a key was meant.
+func single(vals []string, bearer bool) (string, extractResult) {
+	switch {
+	case len(vals) > 1:
+		return "", keyAmbiguous
+	case len(vals) == 0, vals[0] == "" && !bearer:
+		return "", keyAbsent
+	}
+	return vals[0], keyFound
 }
 
 // FuzzCaddyfile feeds arbitrary options to the api_key block. Parsing must

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -142,6 +143,7 @@ type Handler struct {
 	pending        *pendingLookups
 	crossOrigin    *http.CrossOriginProtection
 	lastErrLog     *atomic.Int64 // unix nanos of the last store error logged at error level
+	proxyNoted     *atomic.Bool  // see noteProxy
 }
 
 // FailedAuthLimit is the budget of failed key checks per client.
@@ -207,6 +209,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.lastErrLog = new(atomic.Int64)
+	h.proxyNoted = new(atomic.Bool)
 	registerMetrics(ctx)
 	if err := h.validateConfig(); err != nil {
 		return err
@@ -413,6 +416,9 @@ func DefaultDatabase() string {
 	return "sqlite:" + filepath.Join(caddy.AppDataDir(), "keygate", "keys.db")
 }
 
+// filePlaceholder is a pepper given as one {file.PATH} placeholder.
+var filePlaceholder = regexp.MustCompile(`^\{file\.([^{}]+)\}$`)
+
 // resolvePepper replaces placeholders in the configured pepper; with the
 // embedded store and no pepper it loads or creates the pepper file.
 func resolvePepper(repl *caddy.Replacer, configured, dsn string) ([]byte, error) {
@@ -427,10 +433,22 @@ func resolvePepper(repl *caddy.Replacer, configured, dsn string) ([]byte, error)
 		}
 		return p, nil
 	}
+	if m := filePlaceholder.FindStringSubmatch(strings.TrimSpace(configured)); m != nil {
+		// A pepper file named here gets the same checks as the generated
+		// one: a file others can read is refused.
+		p, err := keystore.ReadPepperFile(m[1])
+		if err != nil {
+			return nil, fmt.Errorf("pepper: %v", err)
+		}
+		return p, nil
+	}
 	// An empty placeholder is reported below, with a hint.
 	p, err := repl.ReplaceOrErr(configured, false, true)
 	if err != nil {
-		return nil, fmt.Errorf("pepper: %v", err)
+		// Caddy's error quotes the placeholder it did not know, which in a
+		// literal pepper is a piece of the secret.
+		return nil, errors.New("pepper: the value holds a {…} that is not a known placeholder; " +
+			"use {env.NAME} or {file.PATH} (or a pepper file), and keep braces out of a literal pepper")
 	}
 	p = strings.TrimSpace(p)
 	if p == "" {
@@ -544,6 +562,7 @@ func (h *Handler) lookup(r *http.Request, d keystore.Digest, id string) (*keysto
 		key, err := h.verifier.Verify(r.Context(), d)
 		return key, err, false
 	}
+	h.noteProxy(r)
 	if wait, over := h.failures.spend(r); over {
 		h.debug("client exceeded its budget of failed key checks", r, zap.String("key_id", id))
 		return nil, &refusal{h.problems.tooManyFailures, wait}, false
@@ -572,7 +591,8 @@ func (h *Handler) lookup(r *http.Request, d keystore.Digest, id string) (*keysto
 // unless its store lookup was charged already: 401 while the budget
 // lasts, 429 once it is spent.
 func (h *Handler) invalid(w http.ResponseWriter, r *http.Request, charged bool) error {
-	if !charged {
+	if !charged && h.failures != nil {
+		h.noteProxy(r)
 		if wait, over := h.failures.spend(r); over {
 			return h.rejectRetry(w, r, h.problems.tooManyFailures, wait)
 		}
@@ -595,6 +615,7 @@ func lookupExcused(r *http.Request, key *keystore.Key, err error) bool {
 func (h *Handler) admit(r *http.Request, key *keystore.Key) {
 	strip(r, h.sources)
 	stripAuthorizationKeys(r, h.format)
+	stripQueryKeys(r, h.format)
 	for _, name := range h.identityNames {
 		r.Header.Del(name)
 	}

@@ -715,6 +715,34 @@ func TestLogsNeverContainKey(t *testing.T) {
 	}
 }
 
+// TestPepperPlaceholders: a pepper file named by {file.…} is checked like
+// the generated one, and a pepper holding a stray {…} is refused without
+// quoting it.
+func TestPepperPlaceholders(t *testing.T) {
+	sqlite := func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "keys.db") }
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pepper")
+	if err := os.WriteFile(file, []byte(testPepper+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	provision(t, &Handler{Database: sqlite(t), Pepper: "{file." + file + "}"}) // a private pepper file
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Database: sqlite(t), Pepper: "{file." + file + "}"}
+	err := tryProvision(h)
+	h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "readable by other users") {
+		t.Fatalf("a world-readable pepper file named by {file.…}: %v", err)
+	}
+	h = &Handler{Database: sqlite(t), Pepper: "9e0b6a4c2f81d7e35b9c{secretword}0f2a6d48e1b7c3f5a90d2e6b8c14f7a3d5e09b"}
+	err = tryProvision(h)
+	h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "not a known placeholder") || strings.Contains(err.Error(), "secretword") {
+		t.Fatalf("a pepper with a stray placeholder: %v", err)
+	}
+}
+
 func TestProvisionErrors(t *testing.T) {
 	sqlite := func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "keys.db") }
 	negative := caddy.Duration(-time.Second)
@@ -748,14 +776,14 @@ func TestProvisionErrors(t *testing.T) {
 		}, "{env.KEYGATE_TEST_NEVER_SET_3f9a} is empty", nil},
 		{"pepper file placeholder missing", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: "{file." + filepath.Join(t.TempDir(), "none") + "}"}
-		}, "is empty", nil},
+		}, "pepper: reading pepper file", nil},
 		{"pepper placeholder blank", func(t *testing.T) *Handler {
 			t.Setenv("KEYGATE_TEST_BLANK_PEPPER", "   ")
 			return &Handler{Database: sqlite(t), Pepper: "{env.KEYGATE_TEST_BLANK_PEPPER}"}
 		}, "pepper {env.KEYGATE_TEST_BLANK_PEPPER} is empty", nil},
 		{"pepper placeholder unknown", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: "{nope.pepper}"}
-		}, "{nope.pepper}", nil},
+		}, "not a known placeholder", nil},
 		{"database placeholder empty", func(t *testing.T) *Handler {
 			t.Setenv("KEYGATE_TEST_EMPTY_DB", "")
 			return &Handler{Database: "{env.KEYGATE_TEST_EMPTY_DB}", Pepper: testPepper}
@@ -807,7 +835,13 @@ func TestProvisionErrors(t *testing.T) {
 		}, "failed_auth_limit: rate \"fast\" must be N/s, N/m or N/h", nil},
 		{"failed_auth_limit negative burst", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Burst: -1}}
-		}, "burst must be at least 1", nil},
+		}, "burst must be 1 to 1000000", nil},
+		{"failed_auth_limit burst that overflows", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 10_000_000}}
+		}, "burst must be 1 to 1000000", nil},
+		{"failed_auth_limit burst too long", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 1_000_000}}
+		}, "spans more time than a limit can hold", nil},
 		{"id_header is the key header", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, IDHeader: "x-api-key",
 				Sources: []KeySource{{From: FromHeader, Name: "X-API-Key"}}}
@@ -1086,7 +1120,11 @@ func TestProvisionBadSQLiteDSNCreatesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no file path") {
 		t.Fatalf("Provision with sqlite: and no path: %v", err)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
 		t.Fatalf("Provision left files behind: %v", entries)
 	}
 }

@@ -80,6 +80,8 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 		"X-Api-Key-Owner": {"admin"},
 		"Authorization":   {"Bearer " + key},
 		"X-Api-Key":       {key},
+		"X_api_key_id":    {"admin"},
+		"X.Api.Key.Owner": {"admin"},
 		"X-Checksum":      {"abc"},
 	}}
 	s := serve(h, r)
@@ -93,7 +95,7 @@ func TestTrailersCannotCarryIdentity(t *testing.T) {
 	if err != nil || string(body) != "payload" {
 		t.Fatalf("body %q, %v", body, err)
 	}
-	for _, name := range []string{"X-Api-Key-Id", "X-Api-Key-Owner", "Authorization", "X-Api-Key"} {
+	for _, name := range []string{"X-Api-Key-Id", "X-Api-Key-Owner", "Authorization", "X-Api-Key", "X_api_key_id", "X.Api.Key.Owner"} {
 		if v, ok := s.next.Trailer[name]; ok {
 			t.Errorf("trailer %s = %q reaches the upstream", name, v)
 		}
@@ -122,7 +124,14 @@ func TestKeyNeverForwarded(t *testing.T) {
 		{basic(other + ":"), false},
 		{basic("user:" + other), false},
 		{"Basic dXNlcjpwYXNz", true},
+		{"Token " + other + ", Token " + other, false},
+		{"Token key=" + other, false},
+		{`Token "` + other + `"`, false},
+		{`ApiKey apikey="` + other + `"`, false},
+		{"Token\t" + other, false},
+		{basic(other), false},
 		{"Bearer eyJhbGciOiJIUzI1NiJ9.e30.abc", true},
+		{"Bearer x" + other, true},               // glued to another word: not a key
 		{"Bearer " + other[:len(other)-1], true}, // not a well-formed key: the upstream's business
 	} {
 		s := serve(h, newRequest("/?api_key="+key, "Authorization: "+c.auth))
@@ -138,6 +147,22 @@ func TestKeyNeverForwarded(t *testing.T) {
 		}
 		if strings.Contains(s.next.URL.RawQuery, key) {
 			t.Errorf("the key is still in the query: %q", s.next.URL.RawQuery)
+		}
+	}
+	// Keys in query parameters the gateway does not read go too; the
+	// other parameters stay as sent.
+	for _, c := range []struct{ query, want string }{
+		{"api_key=" + key + "&x=1;api_key=" + other + "&keep=1", "keep=1"},
+		{"api_key=" + key + "&api.key=" + other, ""},
+		{"api_key=" + key + "&token=" + strings.ReplaceAll(other, "_", "%5F") + "&a=%2F", "a=%2F"},
+		{"api_key=" + key + "&near=" + other[:len(other)-1], "near=" + other[:len(other)-1]},
+	} {
+		s := serve(h, newRequest("/?"+c.query))
+		if s.next == nil {
+			t.Fatalf("refused: %d %s", s.rec.Code, s.rec.Body)
+		}
+		if s.next.URL.RawQuery != c.want || s.next.RequestURI != "/"+map[bool]string{true: "?" + c.want, false: ""}[c.want != ""] {
+			t.Errorf("query %q forwarded as %q (%q), want %q", c.query, s.next.URL.RawQuery, s.next.RequestURI, c.want)
 		}
 	}
 }

@@ -64,9 +64,18 @@ func guardTrailers(r *http.Request, blocked []string) {
 	}
 }
 
+// dropTrailers deletes the trailers named in blocked, also under the
+// spellings some upstreams treat as the same header (X_Api_Key_Id,
+// X.Api.Key.Id: CGI-style environments map '_' and '.' to '-').
 func dropTrailers(t http.Header, blocked []string) {
 	for name := range t {
-		if slices.Contains(blocked, textproto.CanonicalMIMEHeaderKey(name)) {
+		alias := strings.Map(func(r rune) rune {
+			if r == '_' || r == '.' {
+				return '-'
+			}
+			return r
+		}, name)
+		if slices.Contains(blocked, textproto.CanonicalMIMEHeaderKey(alias)) {
 			delete(t, name)
 		}
 	}

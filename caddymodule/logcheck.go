@@ -132,9 +132,8 @@ func (n loggerName) CaddyModule() caddy.ModuleInfo {
 }
 
 // logsExposing returns those of names whose log entries would reach a log
-// that does not redact keys.
-func logsExposing(ctx caddy.Context, names []string) []string {
-	f, _ := keystore.NewFormat("")
+// that does not redact keys of format f.
+func logsExposing(ctx caddy.Context, names []string, f keystore.Format) []string {
 	var out []string
 	for _, name := range names {
 		sentinel, _, err := f.Generate()
@@ -164,15 +163,35 @@ type warnKey struct {
 	msg string
 }
 
-// checkLogRedaction warns when Caddy's request logs would record the keys
-// this handler accepts, with the lines that fix it.
-func (h *Handler) checkLogRedaction(ctx caddy.Context) {
-	var app *caddyhttp.App
+// httpApp returns the HTTP app being provisioned with the handler, or nil
+// (in tests that provision a handler alone).
+func httpApp(ctx caddy.Context) *caddyhttp.App {
 	for _, m := range ctx.Modules() {
 		if a, ok := m.(*caddyhttp.App); ok {
-			app = a
+			return a
 		}
 	}
+	return nil
+}
+
+// warnOnce logs msg once per configuration load, however many handlers
+// find the same problem.
+func (h *Handler) warnOnce(ctx caddy.Context, app *caddyhttp.App, msg string, fields ...zap.Field) {
+	key := warnKey{app, msg}
+	if _, done := warned.LoadOrStore(key, struct{}{}); done {
+		return
+	}
+	ctx.OnCancel(func() { warned.Delete(key) })
+	h.logger.Warn(msg, fields...)
+}
+
+// checkLogRedaction warns when Caddy's request logs may record the keys
+// this handler accepts, with the lines that fix it. It looks at every
+// server and log of the configuration (a handler does not know which
+// server it is in), and at the loggers servers map hosts to; loggers
+// chosen per request with log_name are not seen.
+func (h *Handler) checkLogRedaction(ctx caddy.Context) {
+	app := httpApp(ctx)
 	if app == nil {
 		return
 	}
@@ -181,7 +200,7 @@ func (h *Handler) checkLogRedaction(ctx caddy.Context) {
 	if len(sources) == 0 {
 		return
 	}
-	exposed := append(logsExposing(ctx, errorLogs), logsExposing(ctx, accessLogs)...)
+	exposed := append(logsExposing(ctx, errorLogs, h.format), logsExposing(ctx, accessLogs, h.format)...)
 	if len(exposed) == 0 {
 		return
 	}
@@ -209,10 +228,5 @@ func (h *Handler) checkLogRedaction(ctx caddy.Context) {
 	msg := "Caddy's request logs would record the API keys this handler accepts (" + strings.Join(sources, ", ") +
 		"): add Keygate's redacting log encoder " + strings.Join(fix, " and ") +
 		" (to keep another format, wrap it: format redact_api_keys { wrap console })"
-	key := warnKey{app, msg}
-	if _, done := warned.LoadOrStore(key, struct{}{}); done {
-		return
-	}
-	ctx.OnCancel(func() { warned.Delete(key) })
-	h.logger.Warn(msg, zap.Strings("exposed_loggers", exposed))
+	h.warnOnce(ctx, app, msg, zap.Strings("exposed_loggers", exposed))
 }

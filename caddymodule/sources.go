@@ -240,11 +240,12 @@ func strip(r *http.Request, sources []KeySource) {
 	}
 }
 
-// stripAuthorizationKeys removes every Authorization value that carries a
-// well-formed key of format f, whatever the scheme ("Bearer", "Token",
-// none, or Basic with the key as user name or password), so that a key
-// never reaches the upstream even when the bearer source is not
-// configured. Other values (a Basic login, another token) are kept.
+// stripAuthorizationKeys removes every Authorization value that holds a
+// well-formed key of format f anywhere, whatever the scheme or syntax
+// ("Bearer K", "Token K", "K", `Token key="K"`, a list, or Basic with the
+// key as user name or password), so that a key never reaches the
+// upstream even when the bearer source is not configured. Other values
+// (a Basic login, another token) are kept.
 func stripAuthorizationKeys(r *http.Request, f keystore.Format) {
 	vals := r.Header["Authorization"]
 	if len(vals) == 0 {
@@ -266,23 +267,79 @@ func stripAuthorizationKeys(r *http.Request, f keystore.Format) {
 }
 
 func authorizationHasKey(v string, f keystore.Format) bool {
-	v = strings.TrimSpace(v)
-	scheme, cred, hasScheme := strings.Cut(v, " ")
-	if !hasScheme {
-		_, err := f.Parse(v)
-		return err == nil
-	}
-	cred = strings.TrimSpace(cred)
-	if _, err := f.Parse(cred); err == nil {
+	if holdsKey(v, f) {
 		return true
 	}
-	if strings.EqualFold(scheme, "basic") {
-		if b, err := base64.StdEncoding.DecodeString(cred); err == nil {
-			user, pass, _ := strings.Cut(string(b), ":")
-			_, uerr := f.Parse(user)
-			_, perr := f.Parse(pass)
-			return uerr == nil || perr == nil
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "basic") {
+		return false
+	}
+	cred = strings.TrimSpace(cred)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(cred); err == nil {
+			return holdsKey(string(b), f)
 		}
 	}
 	return false
+}
+
+// stripQueryKeys removes every query parameter that holds a well-formed
+// key of format f, whatever its name or syntax (a parameter the gateway
+// does not read, "a=1;api_key=K" that some frameworks split at ';',
+// "api.key=K" that PHP reads as api_key), leaving the others byte for
+// byte.
+func stripQueryKeys(r *http.Request, f keystore.Format) {
+	raw := r.URL.RawQuery
+	if len(raw) < f.KeyLen() {
+		return
+	}
+	var kept []string
+	removed := false
+	for part := range strings.SplitSeq(raw, "&") {
+		text := part
+		if strings.IndexByte(part, '%') >= 0 {
+			if dec, err := url.QueryUnescape(part); err == nil {
+				text = dec
+			}
+		}
+		if holdsKey(text, f) {
+			removed = true
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if removed {
+		r.URL.RawQuery = strings.Join(kept, "&")
+		r.URL.ForceQuery = false
+		r.RequestURI = r.URL.RequestURI()
+	}
+}
+
+// holdsKey reports whether s contains a well-formed key of format f as a
+// word of its own: a run of key characters ([A-Za-z0-9_]) that parses.
+func holdsKey(s string, f keystore.Format) bool {
+	n := f.KeyLen()
+	if len(s) < n {
+		return false
+	}
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && isKeyChar(s[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 && i-start == n {
+			if _, err := f.Parse(s[start:i]); err == nil {
+				return true
+			}
+		}
+		start = -1
+	}
+	return false
+}
+
+func isKeyChar(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '_'
 }

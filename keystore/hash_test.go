@@ -3,7 +3,9 @@ package keystore
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -83,6 +85,10 @@ func TestValidatePepper(t *testing.T) {
 		{"repeated hex pattern", strings.Repeat("0123456789abcdef", 4), "not random"},
 		{"repeated base64 pattern", strings.Repeat("c2VjcmV0", 8), "not random"},
 		{"passphrase", "correct horse battery staple, and then some more words", "neither hex nor base64"},
+		{"passphrase with hyphens", "correct-horse-battery-staple-correct-horse-battery", "looks like words"},
+		{"passphrase without spaces", "correcthorsebatterystaplecorrecthorsebattery", "looks like words"},
+		{"camel-case passphrase", "ThisIsMyVeryLongAndVerySecretPepperForKeygateX", "looks like words"},
+		{"16-byte hex pattern twice", strings.Repeat("0123456789abcdeffedcba9876543210", 2), "not random"},
 		{"odd-length hex with a stray character", hexPepper + "!", "neither hex nor base64"},
 		{"mixed base64 alphabets", "vgnT7SxCkl+vSsTIZ_DPNLdsQ3cptoPkVZpqOc4oeYo=", "neither hex nor base64"},
 		{"inner whitespace", hexPepper[:32] + " " + hexPepper[32:], "neither hex nor base64"},
@@ -114,6 +120,23 @@ func TestValidatePepper(t *testing.T) {
 
 // TestValidatePepperGenerated: what LoadOrCreatePepperFile writes always
 // passes.
+// TestValidatePepperRandomBase64: base64 of random bytes, as
+// `openssl rand -base64 32` prints it, is accepted (but for the rare one
+// without digits, symbols or letter variety; see looksRandomBase64).
+func TestValidatePepperRandomBase64(t *testing.T) {
+	refused := 0
+	for range 2000 {
+		b := make([]byte, 32)
+		rand.Read(b)
+		if ValidatePepper([]byte(base64.StdEncoding.EncodeToString(b))) != nil {
+			refused++
+		}
+	}
+	if refused > 2 {
+		t.Fatalf("%d of 2000 random base64 peppers refused", refused)
+	}
+}
+
 func TestValidatePepperGenerated(t *testing.T) {
 	dir := t.TempDir()
 	for i := range 200 {

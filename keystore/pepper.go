@@ -13,10 +13,10 @@ import (
 )
 
 // minPepperDistinct is the fewest distinct byte values the decoded pepper
-// may hold. 32 random bytes hold about 30 (fewer than 16 happens with a
-// probability of about 2^-55); a repeated character or a short repeated
-// pattern holds a handful.
-const minPepperDistinct = 16
+// may hold. 32 random bytes hold about 30 (fewer than 20 practically
+// never); a repeated character, or a pattern of up to 16 bytes repeated,
+// holds at most 16.
+const minPepperDistinct = 20
 
 // pepperHint ends every pepper error: how to make a good one.
 const pepperHint = "; make one with `openssl rand -hex 32`"
@@ -35,7 +35,7 @@ func ValidatePepper(p []byte) error {
 		return errors.New("pepper is too short: it must be at least 32 random bytes, hex encoded (64 characters) " +
 			"or base64 encoded (44 characters)" + pepperHint)
 	}
-	raw, ok := decodePepper(p)
+	raw, isHex, ok := decodePepper(p)
 	if !ok {
 		return errors.New("pepper is neither hex nor base64: it must be at least 32 random bytes in one of these " +
 			"encodings (a passphrase is not a pepper)" + pepperHint)
@@ -56,21 +56,54 @@ func ValidatePepper(p []byte) error {
 		return errors.New("pepper is not random: its decoded bytes repeat a few values " +
 			"(a repeated character or a short repeated pattern)" + pepperHint)
 	}
+	if !isHex && !looksRandomBase64(p) {
+		return errors.New("pepper looks like words, not random bytes: base64 of random bytes mixes upper and " +
+			"lower case letters with digits or symbols" + pepperHint)
+	}
 	return nil
+}
+
+// looksRandomBase64 tells random bytes in base64 from text that merely
+// uses its alphabet (a passphrase without spaces, "ThisIsMySecret…"): the
+// former mixes upper and lower case and, all but surely, digits or
+// symbols too; without them it still draws on most of the 52 letters.
+// 43 random characters lack a digit and a symbol once in about 7,700
+// tries, and then also lack the letter variety about half of the time.
+func looksRandomBase64(p []byte) bool {
+	var upper, lower, other bool
+	var seen [256]bool
+	distinct := 0
+	for _, c := range p {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c == '=':
+			continue
+		default:
+			other = true
+		}
+		if !seen[c] {
+			seen[c] = true
+			distinct++
+		}
+	}
+	return upper && lower && (other || distinct >= 30)
 }
 
 // decodePepper decodes p as hex or, failing that, base64. A value made of
 // hex digits is taken as hex: that is how `openssl rand -hex` prints.
-func decodePepper(p []byte) ([]byte, bool) {
+func decodePepper(p []byte) (raw []byte, isHex, ok bool) {
 	if raw, err := hex.DecodeString(string(p)); err == nil {
-		return raw, true
+		return raw, true, true
 	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 		if raw, err := enc.DecodeString(string(p)); err == nil {
-			return raw, true
+			return raw, false, true
 		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 // PepperFileFor returns where the generated pepper of an embedded store

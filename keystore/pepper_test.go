@@ -40,7 +40,10 @@ func TestPepperFile(t *testing.T) {
 	if info.Mode().Perm() != 0o600 {
 		t.Fatalf("pepper file mode %v, want 0600", info.Mode().Perm())
 	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(entries) != 1 {
 		t.Fatalf("temporary files left behind: %v", entries)
 	}
@@ -49,7 +52,9 @@ func TestPepperFile(t *testing.T) {
 		t.Fatalf("reloading the pepper: %v", err)
 	}
 
-	os.Chmod(path, 0o644)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := LoadOrCreatePepperFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("a world-readable pepper file was accepted: %v", err)
 	}

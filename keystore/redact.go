@@ -13,52 +13,51 @@ const minRedactSecret = 8
 
 // RedactKeys returns s with the secret of every Keygate key in it (any
 // prefix, the checksum need not match) replaced by Redacted, and whether
-// it found one. The prefix and the public key id are kept, so a log line
-// still says which key was used. Keys are found in percent-encoded form
-// too ("kg%5Fabc…", "%6Bg_…"), as they appear in a logged URI. Strings
-// without an underscore, plain or encoded, are returned at once: a key
-// always has two.
+// it found one. Keys are found in percent-encoded form too ("kg%5Fabc…",
+// "%6Bg_…"), as they appear in a logged URI. Strings without an
+// underscore, plain or encoded, are returned at once: a key always has
+// two.
+//
+// A key is a run of [A-Za-z0-9_] whose '_'-separated parts end in a
+// 12-character id followed by the secret. A prefix may itself contain a
+// 12-character part ("kg_production01"), so every part of at least
+// minRedactSecret characters that follows a 12-character part (itself not
+// the first part) is masked: with such a prefix the public id is masked
+// as well, never the other way round.
 func RedactKeys(s string) (string, bool) {
 	if strings.IndexByte(s, '_') < 0 && !strings.Contains(s, "%5F") && !strings.Contains(s, "%5f") {
 		return s, false
 	}
 	var out strings.Builder
 	copied := 0 // bytes of s already written to out
-	// A small state machine over the characters of s, an escape %XX
-	// counting as the character it encodes.
-	idRun := -1  // base62 characters since the last '_'; -1 before any '_'
-	secret := -1 // byte offset where a candidate secret starts, or -1
-	secretLen := 0
-	flush := func(end int) {
-		if secret >= 0 && secretLen >= minRedactSecret && s[secret:end] != Redacted {
-			out.WriteString(s[copied:secret])
+	// The current part of a run: where it starts, how many characters it
+	// has, and its index in the run; prevLen is the previous part's
+	// length. An escape %XX counts as the character it encodes.
+	partStart, partLen, partIdx, prevLen := 0, 0, 0, -1
+	endPart := func(end int) {
+		if partIdx >= 2 && prevLen == IDLen && partLen >= minRedactSecret && s[partStart:end] != Redacted {
+			out.WriteString(s[copied:partStart])
 			out.WriteString(Redacted)
 			copied = end
 		}
-		secret, secretLen = -1, 0
 	}
 	for i := 0; i < len(s); {
 		c, w := logicalChar(s, i)
 		switch {
 		case isBase62(c):
-			if secret >= 0 {
-				secretLen++
-			} else if idRun >= 0 {
-				idRun++
-			}
+			partLen++
 		case c == '_':
-			flush(i)
-			if idRun == IDLen {
-				secret = i + w
-			}
-			idRun = 0
+			endPart(i)
+			prevLen, partLen, partIdx = partLen, 0, partIdx+1
+			partStart = i + w
 		default:
-			flush(i)
-			idRun = -1
+			endPart(i)
+			prevLen, partLen, partIdx = -1, 0, 0
+			partStart = i + w
 		}
 		i += w
 	}
-	flush(len(s))
+	endPart(len(s))
 	if copied == 0 {
 		return s, false
 	}

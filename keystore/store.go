@@ -18,7 +18,7 @@ var (
 	// ErrPepperMismatch: the store was initialised with another pepper,
 	// so every key this process would hash or issue would be wrong.
 	ErrPepperMismatch = errors.New("the pepper does not match the one this key store was first used with; " +
-		"use the same pepper as the gateway (directive 'pepper', flag --pepper or KEYGATE_PEPPER)")
+		"use the same pepper as the gateway (directive 'pepper'; CLI --pepper-file, KEYGATE_PEPPER_FILE, KEYGATE_PEPPER or --pepper)")
 	// ErrPepperCheckCorrupt: the pepper check value in keygate_meta is not
 	// a digest, so no pepper can be verified against it. The store cannot
 	// be used until an operator repairs the row.

@@ -6,6 +6,7 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -60,13 +61,20 @@ func FormatRate(interval time.Duration) string {
 	return "1/" + interval.String()
 }
 
+// MaxBurst bounds a burst: more is no limit at all, and burst × interval
+// must stay far from overflowing.
+const MaxBurst = 1_000_000
+
 // Validate reports whether l can be used.
 func (l Limit) Validate() error {
 	if l.Interval <= 0 {
 		return errors.New("rate must be positive")
 	}
-	if l.Burst < 1 {
-		return errors.New("burst must be at least 1")
+	if l.Burst < 1 || l.Burst > MaxBurst {
+		return fmt.Errorf("burst must be 1 to %d", MaxBurst)
+	}
+	if l.Interval > time.Duration(math.MaxInt64/4)/time.Duration(l.Burst) {
+		return fmt.Errorf("burst %d at %s spans more time than a limit can hold; use a shorter rate or a smaller burst", l.Burst, FormatRate(l.Interval))
 	}
 	return nil
 }

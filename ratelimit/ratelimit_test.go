@@ -171,3 +171,21 @@ func TestTableRefund(t *testing.T) {
 	}
 	tab.Refund(netip.MustParseAddr("192.0.2.99")) // unknown client: nothing happens
 }
+
+func TestLimitValidate(t *testing.T) {
+	for _, l := range []Limit{
+		{Interval: 0, Burst: 1},
+		{Interval: time.Second, Burst: 0},
+		{Interval: time.Second, Burst: MaxBurst + 1},
+		{Interval: time.Hour, Burst: MaxBurst}, // a million hours: would overflow with the clock
+	} {
+		if err := l.Validate(); err == nil {
+			t.Errorf("%+v accepted", l)
+		}
+	}
+	for _, l := range []Limit{{Interval: time.Millisecond, Burst: MaxBurst}, {Interval: time.Hour, Burst: 1000}} {
+		if err := l.Validate(); err != nil {
+			t.Errorf("%+v refused: %v", l, err)
+		}
+	}
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Keygate's whole test suite: formatting, vet, every test with the
 # race detector (unit, store conformance on SQLite and PostgreSQL, and the
-# end-to-end tests that start real Caddy processes), then a short run of
-# every fuzz target.
+# end-to-end tests that start real Caddy processes), the allocation
+# checks, the mutation check (each promise broken once must fail a test),
+# then a short run of every fuzz target.
 #
 # PostgreSQL: tests use KEYGATE_TEST_DATABASE_URL (default
 # postgres://postgres@127.0.0.1:5432/test) and create a database of their
@@ -12,7 +13,8 @@
 #
 # Environment: FUZZTIME (default 10s per fuzz target), TESTFLAGS (extra
 # flags for go test, e.g. "-run TestX -v"), KEYGATE_E2E_RACE=1 (build the
-# Caddy that the end-to-end tests start with -race as well; CI does).
+# Caddy that the end-to-end tests start with -race as well; CI does),
+# MUTATE=0 (skip the mutation check, a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,18 @@ go vet ./...
 step "go test -race"
 # shellcheck disable=SC2086
 go test -race -count=1 -timeout 20m ${TESTFLAGS:-} ./...
+
+# The race detector changes what allocates (sync.Pool drops items), so the
+# allocation checks skip under -race and run here without it.
+step "allocation checks (without -race)"
+go test -count=1 -run 'DoesNotAllocate' ./...
+
+# Breaks each promise in a scratch copy and fails unless a test catches
+# it; see scripts/mutate/main.go for the list.
+if [ "${MUTATE:-1}" != 0 ]; then
+	step "mutation check"
+	go run ./scripts/mutate
+fi
 
 step "fuzz (${FUZZTIME:-10s} per target)"
 for pkg in $(go list ./...); do

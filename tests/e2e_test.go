@@ -295,7 +295,7 @@ func TestReload(t *testing.T) {
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var answered, resets atomic.Int64
+	var answered, resets, byOld, byNew atomic.Int64
 	var failures sync.Map
 	wg.Add(1)
 	go func() {
@@ -322,6 +322,11 @@ func TestReload(t *testing.T) {
 			}
 			res.Body.Close()
 			answered.Add(1)
+			if res.Header.Get("X-Reloaded") == "yes" {
+				byNew.Add(1)
+			} else {
+				byOld.Add(1)
+			}
 			if res.StatusCode != http.StatusOK {
 				failures.Store(i, res.Status)
 			}
@@ -330,21 +335,27 @@ func TestReload(t *testing.T) {
 
 	// An equivalent config with an unrelated addition that shows it took
 	// effect.
+	// The stream of requests must be answered by the old config before
+	// the reload and by the new one after it, without a gap: otherwise
+	// nothing was shown about requests during the reload.
+	if ok, _ := pollUntil(10*time.Second, 5*time.Millisecond, func() bool { return byOld.Load() > 0 }); !ok {
+		t.Fatal("no request was answered before the reload")
+	}
 	reloaded := g.site(fmt.Sprintf("\theader X-Reloaded yes\n\tapi_key {\n\t}\n\treverse_proxy %s", up.hostPort()))
 	if res := g.reload(reloaded); res.code != 0 {
 		t.Fatalf("reload failed: %s\nlog:\n%s", res, g.log())
 	}
-	time.Sleep(300 * time.Millisecond) // let requests run on the new config
+	if ok, _ := pollUntil(10*time.Second, 5*time.Millisecond, func() bool { return byNew.Load() > 0 }); !ok {
+		t.Error("no request of the stream was answered by the new config")
+	}
 	close(stop)
 	wg.Wait()
 	failures.Range(func(i, err any) bool {
 		t.Errorf("request %d during reload: %v", i, err)
 		return true
 	})
-	if answered.Load() == 0 {
-		t.Error("no request was answered during the reload")
-	}
-	t.Logf("%d requests answered during the reload; %d connection errors retried", answered.Load(), resets.Load())
+	t.Logf("%d requests answered around the reload (%d by the old config, %d by the new); %d connection errors retried",
+		answered.Load(), byOld.Load(), byNew.Load(), resets.Load())
 	r := bearer(t, g.url+"/", k.Key)
 	wantUpstream(t, "after reload", r)
 	if r.header.Get("X-Reloaded") != "yes" {

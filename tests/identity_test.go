@@ -180,3 +180,37 @@ func TestCookieKeysRefuseCrossSite(t *testing.T) {
 	wantUpstream(t, "POST from an allowed origin", send(allowedURL, http.MethodPost, "Sec-Fetch-Site", "cross-site", "Origin", "https://app.example.com"))
 	wantStatus(t, "POST from another origin", send(allowedURL, http.MethodPost, "Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"), http.StatusForbidden)
 }
+
+// TestOpenRoutesCannotForgeIdentity: the README's way of leaving a route
+// open also removes client-sent identity headers there, in every
+// spelling of the path that skips the key check.
+func TestOpenRoutesCannotForgeIdentity(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, sqliteStore)
+	up := newUpstream(t)
+	g := newGateway(t, sb)
+	g.start(g.site(fmt.Sprintf(`	@open path /healthz
+	@protected not path /healthz
+	request_header @open -X-Api-Key-Id
+	request_header @open -X-Api-Key-Owner
+	api_key @protected
+	reverse_proxy %s`, up.hostPort())))
+	k := sb.createKey("client", "--owner", "acme")
+	paths := []string{"/healthz", "/HEALTHZ", "//healthz", "/./healthz", "/%68ealthz"}
+	for _, p := range paths {
+		wantUpstream(t, "open route "+p, get(t, g.url+p, "X-Api-Key-Id", "admin", "X-Api-Key-Owner", "admin"))
+	}
+	wantUpstream(t, "protected route", get(t, g.url+"/orders", "Authorization", "Bearer "+k.Key, "X-Api-Key-Id", "admin"))
+	reqs := up.requests()
+	if len(reqs) != len(paths)+1 {
+		t.Fatalf("upstream got %d requests, want %d", len(reqs), len(paths)+1)
+	}
+	for i, r := range reqs[:len(paths)] {
+		if strings.Contains(r.String(), "admin") {
+			t.Errorf("%s: a forged identity header reached the upstream:\n%s", paths[i], r)
+		}
+	}
+	if got := reqs[len(paths)].Header.Get("X-Api-Key-Id"); got != k.ID {
+		t.Errorf("protected route: X-Api-Key-Id %q, want %q (request_header must not remove the trusted one)", got, k.ID)
+	}
+}

@@ -211,3 +211,41 @@ func TestWarnsWhenLogsWouldRecordKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestWarnsAboutLenientTrustedProxies: behind proxies, without
+// trusted_proxies_strict the client IP is whatever the client puts first
+// in X-Forwarded-For, and the budget of failed checks could be escaped.
+// The gateway says so when such a request is charged to the budget.
+func TestWarnsAboutLenientTrustedProxies(t *testing.T) {
+	t.Parallel()
+	const warning = "trusted_proxies without trusted_proxies_strict"
+	for _, c := range []struct {
+		name, servers, options string
+		want                   bool
+	}{
+		{"lenient", "trusted_proxies static 127.0.0.1/32", "", true},
+		{"strict", "trusted_proxies static 127.0.0.1/32\n\t\ttrusted_proxies_strict", "", false},
+		{"no proxies", "", "", false},
+		{"budget off", "trusted_proxies static 127.0.0.1/32", "failed_auth_limit off", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			sb := newSandbox(t, sqliteStore)
+			g := newGateway(t, sb)
+			g.globals = fmt.Sprintf("\tservers {\n\t\t%s\n\t}\n", c.servers)
+			g.start(g.site(fmt.Sprintf("\tapi_key {\n\t\t%s\n\t}\n\trespond ok", c.options)))
+			for range 3 {
+				wantStatus(t, "unknown key", get(t, g.url+"/", "Authorization", "Bearer "+unknownKey(t),
+					"X-Forwarded-For", "203.0.113.9, 127.0.0.1"), http.StatusUnauthorized)
+			}
+			g.stop()
+			log := g.log()
+			if got := strings.Contains(log, warning); got != c.want {
+				t.Errorf("warning given: %v, want %v; log:\n%s", got, c.want, log)
+			}
+			if strings.Count(log, warning) > 1 {
+				t.Errorf("the warning was given more than once")
+			}
+		})
+	}
+}

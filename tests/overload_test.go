@@ -234,10 +234,21 @@ func TestReloadsUnderLoad(t *testing.T) {
 		}
 		settle := func() (goroutines, fds float64) {
 			// Idle keep-alive connections hold goroutines and files;
-			// close ours and give Caddy a moment to notice.
+			// close ours and wait until Caddy's counts stop moving.
 			httpClient.CloseIdleConnections()
-			time.Sleep(200 * time.Millisecond)
-			return metric(t, g, "go_goroutines"), metric(t, g, "process_open_fds")
+			var lastG, lastF float64 = -1, -1
+			steady := 0
+			pollUntil(5*time.Second, 50*time.Millisecond, func() bool {
+				goroutines, fds = metric(t, g, "go_goroutines"), metric(t, g, "process_open_fds")
+				if goroutines == lastG && fds == lastF {
+					steady++
+				} else {
+					steady = 0
+				}
+				lastG, lastF = goroutines, fds
+				return steady >= 3
+			})
+			return goroutines, fds
 		}
 		baseG, baseF := settle()
 		queries := metric(t, g, "caddy_api_key_store_queries_total")
@@ -284,7 +295,9 @@ func TestReloadsUnderLoad(t *testing.T) {
 				t.Fatalf("reload %d: %s\nlog:\n%s", i-1, res, g.log())
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		// Some requests on the last config before stopping.
+		served := ok.Load()
+		pollUntil(10*time.Second, 10*time.Millisecond, func() bool { return ok.Load() > served+10 })
 		close(stop)
 		wg.Wait()
 		client.CloseIdleConnections()

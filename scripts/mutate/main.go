@@ -1,0 +1,344 @@
+// Command mutate checks that the tests guard Keygate's promises: it
+// breaks the code one promise at a time, in a scratch copy of the
+// repository, runs the tests meant to catch that break, and fails unless
+// every break is caught.
+//
+//	go run ./scripts/mutate            # every break
+//	go run ./scripts/mutate -run cache # the breaks whose name matches
+//
+// A break whose original text is no longer found exactly once, or whose
+// code no longer compiles, is an error too: the list must follow the code.
+// A new invariant adds its break to the list below, with the tests that
+// catch it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// mutation is one deliberate break.
+type mutation struct {
+	name  string // what the break does to a promise
+	file  string // relative to the repository root
+	from  string // text that occurs exactly once in file
+	to    string // what it becomes
+	pkg   string // package whose tests must catch it
+	tests string // test names (a go test -run pattern)
+}
+
+var mutations = []mutation{
+	{
+		name: "cache: serve an entry read before an invalidation",
+		file: "cache/verifier.go",
+		from: "if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.key.Digest.Equal(d) {",
+		to:   "if e, ok := v.pos.Get(slot(d)); ok && e.key.Digest.Equal(d) {",
+		pkg:  "./cache", tests: "TestInvalidateBetweenCheckAndSet",
+	},
+	{
+		name: "cache: keep a fill whose query overlapped an invalidation",
+		file: "cache/verifier.go",
+		from: "keep := v.gen(d).Load() == gen && v.epoch.Load() == epoch",
+		to:   "keep := true || v.gen(d).Load() == gen && v.epoch.Load() == epoch",
+		pkg:  "./cache", tests: "TestOverlappedFillIsNotKept",
+	},
+	{
+		name: "cache: a hit without the full-digest comparison",
+		file: "cache/verifier.go",
+		from: "if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.key.Digest.Equal(d) {",
+		to:   "if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen {",
+		pkg:  "./cache", tests: "TestSlotCollision",
+	},
+	{
+		name: "cache: a timed-out wait for a query slot answers unknown key",
+		file: "cache/verifier.go",
+		from: "\t\tv.Stats.Busy.Add(1)\n\t\treturn &unavailableError{ErrBusy}\n\t}\n}",
+		to:   "\t\tv.Stats.Busy.Add(1)\n\t\treturn keystore.ErrNotFound\n\t}\n}",
+		pkg:  "./cache", tests: "TestSlotWaitIsNotAStoreError",
+	},
+	{
+		name: "cache: a wait for a query slot counts as a store outage",
+		file: "cache/verifier.go",
+		from: "\t\tv.Stats.Busy.Add(1)\n\t\treturn &unavailableError{ErrBusy}\n\t}\n}",
+		to:   "\t\tv.Stats.StoreErrors.Add(1)\n\t\tv.storeDown.Store(true)\n\t\treturn &unavailableError{ErrBusy}\n\t}\n}",
+		pkg:  "./cache", tests: "TestSlotWaitIsNotAStoreError",
+	},
+	{
+		name: "cache: a lookup every requester abandoned runs on",
+		file: "cache/flight.go",
+		from: "\tif f.calls[d] == c {\n\t\tdelete(f.calls, d)\n\t}\n\tc.cancel()\n}\n\n// finish",
+		to:   "\tif f.calls[d] == c {\n\t\tdelete(f.calls, d)\n\t}\n}\n\n// finish",
+		pkg:  "./cache", tests: "TestAbandonedLookupIsCancelled|TestAbandonedFloodLeavesNoGoroutines",
+	},
+	{
+		name: "cache: no background refresh of stale entries while the store is down",
+		file: "cache/verifier.go",
+		from: "\t} else {\n\t\tv.refreshAsync(d)\n\t}",
+		to:   "\t}",
+		pkg:  "./cache", tests: "TestStaleRefreshSeesRevocation",
+	},
+	{
+		name: "keystore: expiry checked before revocation",
+		file: "keystore/key.go",
+		from: "\tcase !k.RevokedAt.IsZero():\n\t\treturn StatusRevoked\n\tcase !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):\n\t\treturn StatusExpired",
+		to:   "\tcase !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):\n\t\treturn StatusExpired\n\tcase !k.RevokedAt.IsZero():\n\t\treturn StatusRevoked",
+		pkg:  "./keystore", tests: "TestKeyStatusRevocationWinsOverExpiry",
+	},
+	{
+		name: "keystore: no limit on the number of scopes",
+		file: "keystore/key.go",
+		from: "if len(p.Scopes) > MaxScopes {",
+		to:   "if false && len(p.Scopes) > MaxScopes {",
+		pkg:  "./keystore", tests: "TestKeyParamsValidate",
+	},
+	{
+		name: "keystore: no limit on the number of metadata entries",
+		file: "keystore/key.go",
+		from: "if len(p.Metadata) > MaxMetadata {",
+		to:   "if false && len(p.Metadata) > MaxMetadata {",
+		pkg:  "./keystore", tests: "TestKeyParamsValidate",
+	},
+	{
+		name: "keystore: the checksum is not checked",
+		file: "keystore/format.go",
+		from: "if string(want[:]) != key[len(head):] {",
+		to:   "if false && string(want[:]) != key[len(head):] {",
+		pkg:  "./keystore", tests: "TestParseRejects",
+	},
+	{
+		name: "keystore: a malformed change notification purges every cache",
+		file: "keystore/watch.go",
+		from: "\t\t\t} else {\n\t\t\t\th.MalformedChange()\n\t\t\t}",
+		to:   "\t\t\t} else {\n\t\t\t\th.Resync()\n\t\t\t}",
+		pkg:  "./keystore", tests: "TestWatchIgnoresMalformedChanges",
+	},
+	{
+		name: "keystore: the SQLite change log is read but not delivered",
+		file: "keystore/watch.go",
+		from: "\t\tif len(digest) == DigestLen {\n\t\t\th.KeyChanged(Digest(digest))",
+		to:   "\t\tif len(digest) == DigestLen {\n\t\t\t_ = digest",
+		pkg:  "./cache", tests: "TestInvalidatorWithSQLite",
+	},
+	{
+		name: "handler: a revoked key is accepted",
+		file: "caddymodule/handler.go",
+		from: "\tcase keystore.StatusRevoked:",
+		to:   "\tcase \"never\":",
+		pkg:  "./caddymodule", tests: "TestServeHTTPRefusals",
+	},
+	{
+		name: "handler: the key in the client-went-away debug line",
+		file: "caddymodule/handler.go",
+		from: `h.debug("client went away during the key lookup", r)`,
+		to:   `h.debug("client went away during the key lookup", r, zap.String("key", parsed.Key))`,
+		pkg:  "./caddymodule", tests: "TestNoKeyInHandlerLogs",
+	},
+	{
+		name: "handler: the key in a success-path debug line",
+		file: "caddymodule/handler.go",
+		from: "\th.admit(r, key)\n\tcountRequest(\"ok\")",
+		to:   "\th.debug(\"admitted\", r, zap.String(\"key\", raw))\n\th.admit(r, key)\n\tcountRequest(\"ok\")",
+		pkg:  "./caddymodule", tests: "TestNoKeyInHandlerLogs",
+	},
+	{
+		name: "handler: the key in the store-error message",
+		file: "caddymodule/handler.go",
+		from: "\t\tdefault:\n\t\t\th.storeError(err)",
+		to:   "\t\tdefault:\n\t\t\th.storeError(fmt.Errorf(\"%w (key %s)\", err, raw))",
+		pkg:  "./caddymodule", tests: "TestNoKeyInHandlerLogs",
+	},
+	{
+		name: "handler: a busy query slot answers 401",
+		file: "caddymodule/handler.go",
+		from: "\tcase errors.Is(err, keystore.ErrNotFound):\n\t\th.debug(\"unknown API key\"",
+		to:   "\tcase errors.Is(err, keystore.ErrNotFound) || errors.Is(err, cache.ErrBusy):\n\t\th.debug(\"unknown API key\"",
+		pkg:  "./caddymodule", tests: "TestBusySlotAnswers503",
+	},
+	{
+		name: "handler: Connection can remove identity headers",
+		file: "caddymodule/handler.go",
+		from: "\tkeepFromConnection(r, h.identityNames)\n",
+		to:   "\n",
+		pkg:  "./caddymodule", tests: "TestConnectionCannotDropIdentity",
+	},
+	{
+		name: "handler: trailers can carry identity headers",
+		file: "caddymodule/hopbyhop.go",
+		from: "\tif err == io.EOF {\n\t\tdropTrailers(g.trailer, g.blocked)\n\t}",
+		to:   "",
+		pkg:  "./caddymodule", tests: "TestTrailersCannotCarryIdentity",
+	},
+	{
+		name: "handler: default identity headers kept when renamed or off",
+		file: "caddymodule/handler.go",
+		from: "for _, n := range []string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader} {",
+		to:   "for _, n := range []string{h.idHeader, h.ownerHeader} {",
+		pkg:  "./caddymodule", tests: "TestServeHTTPIdentityHeaders",
+	},
+	{
+		name: "handler: a key forwarded in Authorization when bearer is no source",
+		file: "caddymodule/handler.go",
+		from: "\tstripAuthorizationKeys(r, h.format)\n",
+		to:   "\n",
+		pkg:  "./caddymodule", tests: "TestKeyNeverForwarded",
+	},
+	{
+		name: "handler: no budget of failed key checks",
+		file: "ratelimit/gcra.go",
+		from: "\tif over := newTAT - t - int64(l.tolerance()); over > 0 {",
+		to:   "\tif over := newTAT - t - int64(l.tolerance()); false && over > 0 {",
+		pkg:  "./caddymodule", tests: "TestFailedAuthBudget",
+	},
+	{
+		name: "handler: cookie keys on cross-site POSTs",
+		file: "caddymodule/handler.go",
+		from: "\tif h.sources[src].From == FromCookie {",
+		to:   "\tif false && h.sources[src].From == FromCookie {",
+		pkg:  "./caddymodule", tests: "TestCookieCrossOrigin",
+	},
+	{
+		name: "logs: header values pass the redacting encoder unredacted",
+		file: "caddymodule/logredact.go",
+		from: "return o.ObjectEncoder.AddArray(redact(k), redactingArrayMarshaler{v})",
+		to:   "return o.ObjectEncoder.AddArray(redact(k), v)",
+		pkg:  "./caddymodule", tests: "TestRedactEncoder",
+	},
+	{
+		name: "logs: a percent-encoded key is not found",
+		file: "keystore/redact.go",
+		from: "\tif s[i] == '%' && i+2 < len(s) {",
+		to:   "\tif false && s[i] == '%' && i+2 < len(s) {",
+		pkg:  "./keystore", tests: "TestRedactKeys",
+	},
+}
+
+func main() {
+	only := flag.String("run", "", "only the breaks whose name matches this regular expression")
+	timeout := flag.Duration("timeout", 5*time.Minute, "limit for one break's tests")
+	flag.Parse()
+	var pick *regexp.Regexp
+	if *only != "" {
+		pick = regexp.MustCompile(*only)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		fail(err)
+	}
+	scratch, err := copyRepo(root)
+	if err != nil {
+		fail(err)
+	}
+	defer os.RemoveAll(scratch)
+
+	var problems []string
+	ran := 0
+	for _, m := range mutations {
+		if pick != nil && !pick.MatchString(m.name) {
+			continue
+		}
+		ran++
+		start := time.Now()
+		verdict, detail := check(scratch, m, *timeout)
+		fmt.Printf("%-8s %-70s %s (%s)\n", verdict, m.name, m.tests, time.Since(start).Round(time.Second))
+		if verdict != "caught" {
+			problems = append(problems, fmt.Sprintf("%s: %s\n%s", verdict, m.name, detail))
+		}
+	}
+	if ran == 0 {
+		fail(fmt.Errorf("no break matches %q", *only))
+	}
+	if len(problems) > 0 {
+		fmt.Fprintf(os.Stderr, "\n%d of %d breaks not caught:\n\n%s\n", len(problems), ran, strings.Join(problems, "\n\n"))
+		os.Exit(1)
+	}
+	fmt.Printf("\nall %d breaks caught\n", ran)
+}
+
+// check applies m in the scratch copy, runs its tests and restores the
+// file. The verdict is "caught" (the tests failed), "SURVIVED", "STALE"
+// (the text to break is not there exactly once) or "INVALID" (the broken
+// code does not build).
+func check(scratch string, m mutation, timeout time.Duration) (verdict, detail string) {
+	path := filepath.Join(scratch, m.file)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return "STALE", err.Error()
+	}
+	if n := bytes.Count(orig, []byte(m.from)); n != 1 {
+		return "STALE", fmt.Sprintf("%s holds the text to break %d times, want once:\n%s", m.file, n, m.from)
+	}
+	broken := bytes.Replace(orig, []byte(m.from), []byte(m.to), 1)
+	if err := os.WriteFile(path, broken, 0o644); err != nil {
+		return "STALE", err.Error()
+	}
+	defer os.WriteFile(path, orig, 0o644)
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^("+m.tests+")$", m.pkg)
+	cmd.Dir = scratch
+	out, err := cmd.CombinedOutput()
+	switch {
+	case bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")):
+		return "INVALID", string(out)
+	case ctx.Err() != nil:
+		return "caught", "" // the tests hung: a failure all the same
+	case err == nil:
+		return "SURVIVED", string(out)
+	case bytes.Contains(out, []byte("--- FAIL")):
+		return "caught", ""
+	default:
+		return "INVALID", string(out)
+	}
+}
+
+func repoRoot() (string, error) {
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the repository: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// copyRepo copies the files git knows (tracked, and new ones not
+// ignored) into a temporary directory.
+func copyRepo(root string) (string, error) {
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		return "", fmt.Errorf("listing files: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "keygate-mutate-")
+	if err != nil {
+		return "", err
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if os.IsNotExist(err) {
+			continue // deleted in the working tree
+		}
+		if err != nil {
+			return "", err
+		}
+		dst := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "mutate:", err)
+	os.Exit(2)
+}
