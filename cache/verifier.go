@@ -202,7 +202,7 @@ type Verifier struct {
 func New(store Lookuper, cfg Config) (*Verifier, error) {
 	cfg = cfg.WithDefaults()
 	pos, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
-		NumCounters:        cfg.MaxKeys * 10,
+		NumCounters:        counters(cfg.MaxKeys),
 		MaxCost:            cfg.MaxKeys,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
@@ -211,7 +211,7 @@ func New(store Lookuper, cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("creating key cache: %w", err)
 	}
 	neg, err := ristretto.NewCache(&ristretto.Config[uint64, *negEntry]{
-		NumCounters:        cfg.NegativeMaxKeys * 10,
+		NumCounters:        counters(cfg.NegativeMaxKeys),
 		MaxCost:            cfg.NegativeMaxKeys,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
@@ -229,6 +229,15 @@ func New(store Lookuper, cfg Config) (*Verifier, error) {
 		sem:   make(chan struct{}, cfg.MaxQueries),
 	}, nil
 }
+
+// maxCounters caps ristretto's admission counters. They are allocated up
+// front (about 3 bytes each), so they must not follow a large configured
+// size: ten per key up to 100,000 keys, then no more. A larger cache
+// admits keys with a less exact frequency estimate; its entries
+// themselves take memory only as keys are cached.
+const maxCounters = 1 << 20
+
+func counters(maxKeys int64) int64 { return min(maxKeys*10, maxCounters) }
 
 // slot is the cache key of a digest. Digests are HMAC outputs, so their
 // first 8 bytes are uniformly distributed; entries keep the full digest

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -833,5 +834,62 @@ func TestVerifyHitDoesNotAllocate(t *testing.T) {
 	}
 	if h := v.Stats.Hits.Load(); h < 1000 {
 		t.Fatalf("%d hits counted: the loop did not hit the cache", h)
+	}
+}
+
+// heapAfter returns the live heap after f, collected.
+func heapAfter(f func()) uint64 {
+	f()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestCacheMemoryFollowsKeys: a large configured size reserves no memory
+// up front; memory grows with the keys actually cached. (Before, an empty
+// cache sized for 10M keys took about 770 MiB.)
+func TestCacheMemoryFollowsKeys(t *testing.T) {
+	var large *Verifier
+	base := heapAfter(func() {})
+	withLarge := heapAfter(func() { large, _ = New(newFakeStore(), Config{MaxKeys: 10_000_000, NegativeMaxKeys: 10_000_000}) })
+	defer large.Close()
+	cost := int64(withLarge) - int64(base)
+	t.Logf("an empty cache sized for 10,000,000 keys (and as many unknown ones) costs %d KiB", cost>>10)
+	if cost > 32<<20 {
+		t.Fatalf("an empty cache sized for 10M keys costs %d MiB: memory follows the setting, not the keys", cost>>20)
+	}
+}
+
+// TestCacheEntryCost measures what a cached key costs, for the estimate
+// the handler checks configured sizes against (bytesPerKey there).
+func TestCacheEntryCost(t *testing.T) {
+	s := newFakeStore()
+	const n = 20_000
+	var ds []keystore.Digest
+	for i := 0; i < n; i++ {
+		d := randomDigest()
+		s.keys[d] = &keystore.Key{ID: fmt.Sprintf("k%011d", i), Name: "a key", Owner: "acme", Digest: d}
+		ds = append(ds, d)
+	}
+	var v *Verifier
+	before := heapAfter(func() { v, _ = New(s, Config{MaxKeys: n * 2, NegativeMaxKeys: n * 2, TTL: time.Hour}) })
+	defer v.Close()
+	pos := heapAfter(func() {
+		for _, d := range ds {
+			v.Verify(context.Background(), d)
+		}
+	})
+	neg := heapAfter(func() {
+		for range n {
+			v.Verify(context.Background(), randomDigest())
+		}
+	})
+	perKey, perUnknown := (int64(pos)-int64(before))/n, (int64(neg)-int64(pos))/n
+	t.Logf("a cached key costs about %d bytes (the store's record included), an unknown one %d", perKey, perUnknown)
+	// caddymodule estimates 384 and 256 bytes (bytesPerKey,
+	// bytesPerUnknownKey); within a factor of two is close enough.
+	if perKey < 384/2 || perKey > 384*2 || perUnknown < 256/2 || perUnknown > 256*2 {
+		t.Fatalf("entry cost %d/%d bytes: update bytesPerKey and bytesPerUnknownKey in caddymodule", perKey, perUnknown)
 	}
 }

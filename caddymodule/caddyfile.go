@@ -132,7 +132,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := once(name); err != nil {
 				return err
 			}
-			dur, err := durationArg(d)
+			dur, err := positiveDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -216,7 +216,7 @@ func (h *Handler) unmarshalCache(d *caddyfile.Dispenser) error {
 				h.Cache.NegativeSize = n
 			}
 		case "ttl", "negative_ttl":
-			dur, err := durationArg(d)
+			dur, err := positiveDurationArg(d)
 			if err != nil {
 				return err
 			}
@@ -273,6 +273,17 @@ func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 		return 0, d.Errf("%s must not be negative", name)
 	}
 	return caddy.Duration(dur), nil
+}
+
+// positiveDurationArg is durationArg for options where 0 has no meaning
+// (in JSON, 0 stands for "not set": the default).
+func positiveDurationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	dur, err := durationArg(d)
+	if err == nil && dur == 0 {
+		return 0, d.Errf("%s must be greater than 0 (leave it out for the default)", name)
+	}
+	return dur, err
 }
 
 func intArg(d *caddyfile.Dispenser) (int64, error) {

@@ -136,9 +136,6 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"day durations", `api_key {
 			retry_after 1d
 		}`, `{"retry_after": 86400000000000}`},
-		{"zero durations are allowed", `api_key {
-			store_timeout 0s
-		}`, `{}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,6 +239,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"failed_auth_limit off with rate", "api_key {\nfailed_auth_limit off 1/s\n}", "failed_auth_limit takes"},
 		{"allowed_origins without value", "api_key {\nallowed_origins\n}", "wrong argument count"},
 
+		{"retry_after zero", "api_key {\nretry_after 0\n}", "retry_after must be greater than 0"},
+		{"store_timeout zero", "api_key {\nstore_timeout 0s\n}", "store_timeout must be greater than 0"},
+		{"cache ttl zero", "api_key {\ncache {\nttl 0\n}\n}", "ttl must be greater than 0"},
+		{"cache negative_ttl zero", "api_key {\ncache {\nnegative_ttl 0s\n}\n}", "negative_ttl must be greater than 0"},
 		{"cache with argument", "api_key {\ncache big\n}", "wrong argument count"},
 		{"cache unknown option", "api_key {\ncache {\nbogus 1\n}\n}", "unrecognized cache option 'bogus'"},
 		{"cache option twice", "api_key {\ncache {\nsize 1\nsize 2\n}\n}", "cache option 'size' given more than once"},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -24,7 +24,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "api-key",
-		Usage: "<create|list|show|revoke|migrate> [flags]",
+		Usage: "<create|list|show|revoke|migrate|reset-pepper> [flags]",
 		Short: "Manages Keygate API keys",
 		Long: `
 Creates, lists, shows and revokes the API keys that the api_key handler
@@ -62,21 +62,20 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), migrateCommand())
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }
 
 // cliEnv is what every subcommand resolves from flags and environment.
 type cliEnv struct {
-	dsn            string
-	pepper         string // configured pepper, placeholders not yet replaced
-	pepperFile     string // file holding the pepper, instead of pepper
-	pepperFileFrom string // the flag or variable that named pepperFile
-	ctx            context.Context
-	cancel         context.CancelFunc
-	out            io.Writer
-	errOut         io.Writer
+	dsn        string
+	pepper     string // --pepper, placeholders not yet replaced
+	pepperFile string // --pepper-file
+	ctx        context.Context
+	cancel     context.CancelFunc
+	out        io.Writer
+	errOut     io.Writer
 }
 
 // Warnings about secrets on the command line, which every user of the
@@ -93,67 +92,55 @@ const (
 // secret.
 var placeholderOnly = regexp.MustCompile(`^\{(env|file)\.[^{}]+\}$`)
 
-// flagOrEnv returns the flag's value if it was given, else the
-// environment variable's, and which of the two it came from.
-func flagOrEnv(flags *pflag.FlagSet, name, env string) (value, from string) {
-	if flags.Changed(name) {
-		value, _ = flags.GetString(name)
-		return value, "--" + name
-	}
-	return os.Getenv(env), env
-}
-
 func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	flags := cmd.Flags()
 	errOut := cmd.ErrOrStderr()
-	dsn, _ := flagOrEnv(flags, "database", "KEYGATE_DATABASE")
-	if flags.Changed("database") && keystore.RedactDSN(dsn) != dsn {
+	database, _ := flags.GetString("database")
+	if database != "" && keystore.RedactDSN(database) != database {
 		fmt.Fprintln(errOut, databasePasswordWarning)
 	}
-	pepper, pepperFrom := flagOrEnv(flags, "pepper", "KEYGATE_PEPPER")
-	if flags.Changed("pepper") && pepper != "" && !placeholderOnly.MatchString(strings.TrimSpace(pepper)) {
+	pepper, _ := flags.GetString("pepper")
+	if pepper != "" && !placeholderOnly.MatchString(strings.TrimSpace(pepper)) {
 		fmt.Fprintln(errOut, pepperFlagWarning)
 	}
-	pepperFile, pepperFileFrom := flagOrEnv(flags, "pepper-file", "KEYGATE_PEPPER_FILE")
+	pepperFile, _ := flags.GetString("pepper-file")
 	if pepper != "" && pepperFile != "" {
-		return nil, fmt.Errorf("%s and %s are both set: give the pepper one way only", pepperFrom, pepperFileFrom)
+		return nil, errors.New("--pepper and --pepper-file are both set: give the pepper one way only")
 	}
 	timeout, _ := flags.GetDuration("timeout")
 	if timeout <= 0 {
 		return nil, errors.New("--timeout must be positive")
 	}
-	dsn, err := caddy.NewReplacer().ReplaceOrErr(dsn, true, true)
+	dsn, err := storeLocation(database, "--database")
 	if err != nil {
-		return nil, fmt.Errorf("--database: %v", err)
-	}
-	if dsn == "" {
-		dsn = DefaultDatabase()
-	}
-	if err := keystore.ValidateDSN(dsn); err != nil {
-		return nil, fmt.Errorf("--database: %v", err)
+		return nil, err
 	}
 	if warning := keystore.CheckStoreDir(dsn); warning != "" {
 		fmt.Fprintln(errOut, "warning: "+warning)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, pepperFileFrom: pepperFileFrom,
+	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile,
 		ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: errOut}, nil
 }
 
-// open opens the store; with needHasher it also resolves the pepper and
-// has the store check it, so a wrong pepper fails before a key is made.
-func (e *cliEnv) open(needHasher bool) (keystore.Store, *keystore.Hasher, error) {
+// pepperUse is what a command does with the pepper.
+type pepperUse int
+
+const (
+	pepperIfGiven  pepperUse = iota // checked against the store if one is given
+	pepperRequired                  // resolved (or generated) and checked: keys are made
+	pepperIgnored                   // not read at all (reset-pepper)
+)
+
+// open opens the store with opts and, as use says, resolves the pepper
+// and has the store check it, so a wrong pepper fails before a key is
+// made.
+func (e *cliEnv) open(use pepperUse, opts keystore.Options) (keystore.Store, *keystore.Hasher, error) {
 	var hasher *keystore.Hasher
-	var opts keystore.Options
-	if needHasher || e.pepper != "" || e.pepperFile != "" {
-		var pepper []byte
-		var err error
-		if e.pepperFile != "" {
-			// Read as it is: no placeholders in a secret.
-			if pepper, err = keystore.ReadPepperFile(e.pepperFile); err != nil {
-				return nil, nil, fmt.Errorf("%s: %v", e.pepperFileFrom, err)
-			}
-		} else if pepper, err = resolvePepper(caddy.NewReplacer(), e.pepper, e.dsn); err != nil {
+	given := e.pepper != "" || e.pepperFile != "" || os.Getenv(envPepper) != "" || os.Getenv(envPepperFile) != ""
+	if use == pepperRequired || use == pepperIfGiven && given {
+		pepper, err := storePepper(e.pepper, "--pepper", e.pepperFile, "--pepper-file", e.dsn)
+		if err != nil {
 			return nil, nil, err
 		}
 		if hasher, err = keystore.NewHasher(pepper); err != nil {
@@ -168,14 +155,22 @@ func (e *cliEnv) open(needHasher bool) (keystore.Store, *keystore.Hasher, error)
 	return s, hasher, nil
 }
 
+// Store options of the commands: create (and migrate) may make a new
+// store; the others only read or change keys in an existing one, and
+// leave migrating to `migrate` or a gateway.
+var (
+	createsStore = keystore.Options{}
+	existingOnly = keystore.Options{MustExist: true, Schema: keystore.SchemaRequire}
+)
+
 // withStore runs f with an open store and closes everything afterwards.
-func withStore(cmd *cobra.Command, needHasher bool, f func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error) error {
+func withStore(cmd *cobra.Command, use pepperUse, opts keystore.Options, f func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error) error {
 	e, err := newCLIEnv(cmd)
 	if err != nil {
 		return err
 	}
 	defer e.cancel()
-	s, h, err := e.open(needHasher)
+	s, h, err := e.open(use, opts)
 	if err != nil {
 		return err
 	}
@@ -185,14 +180,14 @@ func withStore(cmd *cobra.Command, needHasher bool, f func(e *cliEnv, s keystore
 
 func createCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|RFC3339] [--metadata k=v]... [--json]",
+		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--metadata k=v]... [--prefix P] [--json]",
 		Short: "Creates a key and prints it once",
 		Args:  cobra.NoArgs,
 	}
 	c.Flags().String("name", "", "What the key is for (required)")
 	c.Flags().String("owner", "", "Customer or account the key belongs to")
 	c.Flags().StringSlice("scopes", nil, "Scopes the key grants, comma-separated or repeated")
-	c.Flags().String("expires", "", "Expiry: a duration from now (30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
+	c.Flags().String("expires", "", "Expiry: a duration from now (2w, 30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
 	c.Flags().StringArray("metadata", nil, "Metadata as key=value; repeat for more")
 	c.Flags().String("prefix", "", "Key prefix; must match the gateway's (env KEYGATE_PREFIX; default kg)")
 	c.Flags().Bool("json", false, "Print a JSON object instead of text")
@@ -204,7 +199,13 @@ func createCommand() *cobra.Command {
 			return errors.New("--name is required")
 		}
 		p.Owner, _ = flags.GetString("owner")
-		p.Scopes, _ = flags.GetStringSlice("scopes")
+		scopes, _ := flags.GetStringSlice("scopes")
+		for _, s := range scopes {
+			// "a, b" is a list of two, as it reads.
+			if s = strings.TrimSpace(s); s != "" {
+				p.Scopes = append(p.Scopes, s)
+			}
+		}
 		expires, _ := flags.GetString("expires")
 		var err error
 		if p.ExpiresAt, err = parseExpiry(expires, time.Now()); err != nil {
@@ -216,7 +217,7 @@ func createCommand() *cobra.Command {
 		}
 		prefix, _ := flags.GetString("prefix")
 		if !flags.Changed("prefix") {
-			prefix = os.Getenv("KEYGATE_PREFIX")
+			prefix = os.Getenv(envPrefix)
 		}
 		format, err := keystore.NewFormat(prefix)
 		if err != nil {
@@ -226,7 +227,16 @@ func createCommand() *cobra.Command {
 			return err
 		}
 		asJSON, _ := flags.GetBool("json")
-		return withStore(cmd, true, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
+		return withStore(cmd, pepperRequired, createsStore, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
+			accepted, err := s.Prefixes(e.ctx)
+			if err != nil {
+				return err
+			}
+			if len(accepted) > 0 && !slices.Contains(accepted, format.Prefix()) {
+				return fmt.Errorf("no gateway on %s accepts keys with prefix %q (they accept %s): use --prefix %s "+
+					"(or KEYGATE_PREFIX), or set `prefix %s` on a gateway first", keystore.RedactDSN(e.dsn), format.Prefix(),
+					strings.Join(accepted, ", "), accepted[0], format.Prefix())
+			}
 			key, rec, err := keystore.Issue(e.ctx, s, format, h, p)
 			if err != nil {
 				return fmt.Errorf("creating key: %w", err)
@@ -237,7 +247,8 @@ func createCommand() *cobra.Command {
 					Secret string `json:"key"`
 				}{rec, key})
 			}
-			fmt.Fprintf(e.errOut, "Created key %s (%s). It is shown only this once: store it now.\n", rec.ID, describe(rec))
+			fmt.Fprintf(e.errOut, "Created key %s (%s) in %s. It is shown only this once: store it now.\n",
+				rec.ID, describe(rec), keystore.RedactDSN(e.dsn))
 			fmt.Fprintln(e.out, key)
 			return nil
 		})
@@ -264,16 +275,23 @@ func listCommand() *cobra.Command {
 			return errors.New("--limit must not be negative")
 		}
 		asJSON, _ := cmd.Flags().GetBool("json")
-		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
 			keys, err := s.List(e.ctx, f)
 			if err != nil {
 				return err
 			}
+			if len(keys) == 0 {
+				// Keys made as another user land in another data
+				// directory: say where we looked.
+				fmt.Fprintf(e.errOut, "No keys in %s.\n", keystore.RedactDSN(e.dsn))
+			}
 			if asJSON {
-				if keys == nil {
-					keys = []*keystore.Key{}
+				now := time.Now()
+				out := make([]keyWithStatus, 0, len(keys))
+				for _, k := range keys {
+					out = append(out, keyWithStatus{k, k.Status(now)})
 				}
-				return writeJSON(e.out, keys)
+				return writeJSON(e.out, out)
 			}
 			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tOWNER\tSTATUS\tCREATED\tEXPIRES\tSCOPES\tHINT")
@@ -296,7 +314,7 @@ func showCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeJSON(e.out, k)
+				return writeJSON(e.out, keyWithStatus{k, k.Status(time.Now())})
 			}
 			printKey(e.out, k)
 			return nil
@@ -311,7 +329,10 @@ func revokeCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeJSON(e.out, k)
+				return writeJSON(e.out, struct {
+					keyWithStatus
+					Changed bool `json:"changed"`
+				}{keyWithStatus{k, k.Status(time.Now())}, changed})
 			}
 			if changed {
 				fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
@@ -334,7 +355,7 @@ func keyCommand(use, short, jsonHelp string, run func(e *cliEnv, s keystore.Stor
 			return err
 		}
 		asJSON, _ := cmd.Flags().GetBool("json")
-		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
 			err := run(e, s, id, asJSON)
 			if errors.Is(err, keystore.ErrNotFound) {
 				return fmt.Errorf("no key with id %s", id)
@@ -347,26 +368,49 @@ func keyCommand(use, short, jsonHelp string, run func(e *cliEnv, s keystore.Stor
 
 func migrateCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "migrate",
+		Use:   "migrate [--dry-run]",
 		Short: "Applies pending key store schema migrations",
-		Long: `Applies pending schema migrations. Gateways and the other subcommands
-migrate automatically; this is for operators who prefer a separate step.`,
+		Long: `Applies pending schema migrations, creating the key store if there is none
+yet, and says which it applied; --dry-run only lists them.
+
+Gateways migrate the store when they start, and so does 'caddy api-key
+create'. The other commands do not: they refuse a store whose schema is
+older than this build, and ask for this command.`,
 		Args: cobra.NoArgs,
 	}
+	c.Flags().Bool("dry-run", false, "List the migrations that would be applied, apply none")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		return withStore(cmd, false, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
-			applied, err := s.Migrate(e.ctx)
+		dryRun, _ := cmd.Flags().GetBool("dry-run")
+		opts := keystore.Options{Schema: keystore.SchemaAsIs, MustExist: dryRun}
+		return withStore(cmd, pepperIfGiven, opts, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			store := keystore.RedactDSN(e.dsn)
+			if dryRun {
+				names, err := s.Pending(e.ctx)
+				if err != nil {
+					return err
+				}
+				if len(names) == 0 {
+					fmt.Fprintf(e.out, "Key store %s is up to date; nothing to apply.\n", store)
+					return nil
+				}
+				fmt.Fprintf(e.out, "Would apply to %s: %s\n", store, strings.Join(names, ", "))
+				return nil
+			}
+			names, err := s.Pending(e.ctx)
 			if err != nil {
+				return err
+			}
+			if _, err := s.Migrate(e.ctx); err != nil {
 				return err
 			}
 			v, err := s.SchemaVersion(e.ctx)
 			if err != nil {
 				return err
 			}
-			if len(applied) == 0 {
-				fmt.Fprintf(e.out, "Key store %s is up to date (schema version %d).\n", keystore.RedactDSN(e.dsn), v)
+			if len(names) == 0 {
+				fmt.Fprintf(e.out, "Key store %s was already up to date (schema version %d); nothing applied.\n", store, v)
 			} else {
-				fmt.Fprintf(e.out, "Applied migrations %v; key store %s is at schema version %d.\n", applied, keystore.RedactDSN(e.dsn), v)
+				fmt.Fprintf(e.out, "Applied %s to %s; it is at schema version %d.\n", strings.Join(names, ", "), store, v)
 			}
 			return nil
 		})
@@ -374,10 +418,39 @@ migrate automatically; this is for operators who prefer a separate step.`,
 	return c
 }
 
-// keyIDArg checks an id argument before anything is opened.
+func resetPepperCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "reset-pepper",
+		Short: "Forgets the pepper a key store recorded, while it holds no keys",
+		Long: `The first gateway or command that uses a key store with a pepper records a
+check value, and every other pepper is refused from then on. If that first
+pepper was a mistake, this command forgets it, so that the next one used is
+recorded instead. It refuses while the store holds any key: those keys work
+with the recorded pepper only (revoked keys count too).`,
+		Args: cobra.NoArgs,
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		return withStore(cmd, pepperIgnored, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			if err := s.ResetPepperCheck(e.ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.out, "Key store %s no longer records a pepper; the next gateway or command with a pepper records its own.\n",
+				keystore.RedactDSN(e.dsn))
+			return nil
+		})
+	}
+	return c
+}
+
+// keyIDArg checks an id argument before anything is opened. The id may
+// come with its prefix, as the key starts ("kg_3hT9xqA2bC4d"; in a shell,
+// ${KEY%_*} of a key).
 func keyIDArg(arg string) (string, error) {
 	if keystore.ValidID(arg) {
 		return arg, nil
+	}
+	if i := strings.LastIndexByte(arg, '_'); i > 0 && keystore.ValidID(arg[i+1:]) && keystore.ValidatePrefix(arg[:i]) == nil {
+		return arg[i+1:], nil
 	}
 	if strings.Count(arg, "_") >= 2 && len(arg) > 40 {
 		return "", errors.New("that looks like a key, not a key id: pass the id (the 12 characters after the prefix), and never put keys on a command line")
@@ -385,11 +458,26 @@ func keyIDArg(arg string) (string, error) {
 	return "", fmt.Errorf("%q is not a key id (12 letters and digits)", arg)
 }
 
-// parseExpiry accepts "" (no expiry), a duration from now ("30d", "12h")
-// or a point in time (RFC 3339, or a date meaning midnight UTC).
+// keyWithStatus is a key as the CLI prints it in JSON: the record and its
+// status now.
+type keyWithStatus struct {
+	*keystore.Key
+	Status string `json:"status"`
+}
+
+// parseExpiry accepts "" (no expiry), a duration from now ("2w", "30d",
+// "12h") or a point in time (RFC 3339, or a date meaning midnight UTC).
 func parseExpiry(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
+	}
+	if n, ok := strings.CutSuffix(s, "w"); ok {
+		if w, err := strconv.Atoi(n); err == nil {
+			if w <= 0 {
+				return time.Time{}, fmt.Errorf("--expires %s: the duration must be positive", s)
+			}
+			return now.Add(time.Duration(w) * 7 * 24 * time.Hour), nil
+		}
 	}
 	if d, err := caddy.ParseDuration(s); err == nil {
 		if d <= 0 {
@@ -405,7 +493,7 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("--expires %q is neither a duration (30d, 12h) nor a time (2027-01-31T00:00:00Z, 2027-01-31)", s)
+	return time.Time{}, fmt.Errorf("--expires %q is neither a duration (2w, 30d, 12h) nor a time (2027-01-31T00:00:00Z, 2027-01-31)", s)
 }
 
 func parseMetadata(pairs []string) (map[string]string, error) {

@@ -2,8 +2,12 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +32,7 @@ func TestParseExpiry(t *testing.T) {
 	}{
 		{in: "", want: time.Time{}},
 		{in: "30d", want: now.Add(30 * 24 * time.Hour)},
+		{in: "2w", want: now.Add(14 * 24 * time.Hour)},
 		{in: "12h", want: now.Add(12 * time.Hour)},
 		{in: "1d12h", want: now.Add(36 * time.Hour)},
 		{in: "90s", want: now.Add(90 * time.Second)},
@@ -119,7 +124,8 @@ func TestKeyIDArg(t *testing.T) {
 		{in: "abc", wantErr: `"abc" is not a key id`},
 		{in: "AbCdEf1234567", wantErr: "is not a key id"},
 		{in: "AbCdEf12345!", wantErr: "is not a key id"},
-		{in: "kg_" + id, wantErr: "is not a key id"},
+		{in: "_" + id, wantErr: "is not a key id"},
+		{in: "k__g_" + id, wantErr: "is not a key id"},
 	}
 	for _, tt := range tests {
 		got, err := keyIDArg(tt.in)
@@ -134,6 +140,12 @@ func TestKeyIDArg(t *testing.T) {
 			}
 		case err != nil || got != tt.in:
 			t.Errorf("keyIDArg(%q) = %q, %v", tt.in, got, err)
+		}
+	}
+	// The id as the key starts, with its prefix, is the id.
+	for _, in := range []string{"kg_" + id, "acme_live_" + id} {
+		if got, err := keyIDArg(in); err != nil || got != id {
+			t.Errorf("keyIDArg(%q) = %q, %v; want %q", in, got, err, id)
 		}
 	}
 }
@@ -271,7 +283,7 @@ func TestCLILifecycle(t *testing.T) {
 	}
 
 	out, _, err = runCLI(t, "migrate", db)
-	if err != nil || !strings.Contains(out, "is up to date (schema version ") {
+	if err != nil || !strings.Contains(out, "was already up to date (schema version ") || !strings.Contains(out, "nothing applied") {
 		t.Errorf("migrate: %v\n%s", err, out)
 	}
 
@@ -423,8 +435,6 @@ func TestCLIPepperFile(t *testing.T) {
 		{"missing file", nil, []string{"--pepper-file", filepath.Join(dir, "none")}, "--pepper-file: reading pepper file"},
 		{"weak pepper", nil, []string{"--pepper-file", weak}, "pepper is not random"},
 		{"both flags", nil, []string{"--pepper", cliPepper, "--pepper-file", good}, "--pepper and --pepper-file are both set: give the pepper one way only"},
-		{"env pepper and flag file", map[string]string{"KEYGATE_PEPPER": cliPepper}, []string{"--pepper-file", good}, "KEYGATE_PEPPER and --pepper-file are both set"},
-		{"flag pepper and env file", map[string]string{"KEYGATE_PEPPER_FILE": good}, []string{"--pepper", cliPepper}, "--pepper and KEYGATE_PEPPER_FILE are both set"},
 		{"both env", map[string]string{"KEYGATE_PEPPER": cliPepper, "KEYGATE_PEPPER_FILE": good}, nil, "KEYGATE_PEPPER and KEYGATE_PEPPER_FILE are both set"},
 	}
 	for _, tt := range tests {
@@ -443,6 +453,29 @@ func TestCLIPepperFile(t *testing.T) {
 	var listed []keystore.Key
 	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 2 {
 		t.Errorf("after failed creates the store holds %s (%v)", out, err)
+	}
+	// A pepper given on the command line wins over the environment's, as
+	// the directive's pepper does.
+	for name, c := range map[string]struct {
+		env  map[string]string
+		args []string
+	}{
+		"flag file over env pepper": {map[string]string{"KEYGATE_PEPPER": cliOtherPepper}, []string{"--pepper-file", good}},
+		"flag pepper over env file": {map[string]string{"KEYGATE_PEPPER_FILE": other}, []string{"--pepper", "{env.KEYGATE_TEST_GOOD}"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("KEYGATE_TEST_GOOD", cliPepper)
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			out, errOut, err := runCLI(t, append([]string{"create", db, "--name", name}, c.args...)...)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, errOut)
+			}
+			if s := serve(h, newRequest("/", bearer(strings.TrimSpace(out)))); s.next == nil {
+				t.Fatalf("gateway refused the key: %d", s.rec.Code)
+			}
+		})
 	}
 }
 
@@ -484,10 +517,10 @@ func TestCLISecretWarnings(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			args := append([]string{"list", "--database=sqlite:" + filepath.Join(dir, fmt.Sprint(i), "keys.db")}, tt.args...)
+			args := append([]string{"migrate", "--database=sqlite:" + filepath.Join(dir, fmt.Sprint(i), "keys.db")}, tt.args...)
 			out, errOut, err := runCLI(t, args...)
 			if err != nil {
-				t.Fatalf("list: %v\n%s", err, errOut)
+				t.Fatalf("migrate: %v\n%s", err, errOut)
 			}
 			noSecrets(t, err, out, errOut)
 			if tt.want == "" && strings.Contains(errOut, "warning") || !strings.Contains(errOut, tt.want) {
@@ -541,5 +574,187 @@ func TestCLIDatabasePasswordWarning(t *testing.T) {
 				t.Errorf("stderr %q, want %q", errOut, tt.want)
 			}
 		})
+	}
+}
+
+// TestCLIStoreMustExist: commands that read or change keys refuse a store
+// that does not exist, naming it, and create nothing; create and migrate
+// make it, and say where.
+func TestCLIStoreMustExist(t *testing.T) {
+	cliEnvironment(t)
+	dir := filepath.Join(t.TempDir(), "nonexistent-dir")
+	db := "--database=sqlite:" + filepath.Join(dir, "k.db")
+	for _, args := range [][]string{{"list"}, {"show", "AAAAAAAAAAAA"}, {"revoke", "AAAAAAAAAAAA"}, {"migrate", "--dry-run"}} {
+		_, errOut, err := runCLI(t, append(args, db)...)
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "k.db")) || !strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("%s on a missing store: %v\n%s", args[0], err, errOut)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s created %s", args[0], dir)
+		}
+	}
+	// migrate creates it and says what it applied, then that nothing is left.
+	out, _, err := runCLI(t, "migrate", db)
+	if err != nil || !strings.Contains(out, "Applied 0001_keys, 0002_key_changes to sqlite:"+filepath.Join(dir, "k.db")) {
+		t.Fatalf("migrate of a new store: %v\n%s", err, out)
+	}
+	if out, _, err = runCLI(t, "migrate", "--dry-run", db); err != nil || !strings.Contains(out, "up to date; nothing to apply") {
+		t.Errorf("migrate --dry-run of a migrated store: %v\n%s", err, out)
+	}
+	out, errOut, err := runCLI(t, "list", db)
+	if err != nil || !strings.Contains(errOut, "No keys in sqlite:"+filepath.Join(dir, "k.db")) {
+		t.Errorf("list of an empty store: %v\n%s\n%s", err, out, errOut)
+	}
+	_, errOut, err = runCLI(t, "create", "--name", "x", db)
+	if err != nil || !strings.Contains(errOut, " in sqlite:"+filepath.Join(dir, "k.db")+".") {
+		t.Errorf("create does not say which store: %v\n%s", err, errOut)
+	}
+}
+
+// TestCLIMigrateDryRun: on a store behind this build's schema, --dry-run
+// lists what migrate would apply and applies nothing; read commands refuse
+// the old schema and point at migrate.
+func TestCLIMigrateDryRun(t *testing.T) {
+	cliEnvironment(t)
+	path := filepath.Join(t.TempDir(), "k.db")
+	db := "--database=sqlite:" + path
+	if _, _, err := runCLI(t, "migrate", db); err != nil {
+		t.Fatal(err)
+	}
+	s, err := keystore.Open(context.Background(), "sqlite:"+path, keystore.Options{Schema: keystore.SchemaAsIs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec("DELETE FROM keygate_schema_migrations WHERE version = 2"); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	s.Close()
+	out, _, err := runCLI(t, "migrate", "--dry-run", db)
+	if err != nil || !strings.Contains(out, "Would apply to sqlite:"+path+": 0002_key_changes") {
+		t.Fatalf("migrate --dry-run: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI(t, "list", db); err == nil || !strings.Contains(err.Error(), "caddy api-key migrate") {
+		t.Errorf("list on an older schema: %v", err)
+	}
+}
+
+// TestCLIHomeInDatabasePath: sqlite:~/… is the home directory, not a
+// directory named "~".
+func TestCLIHomeInDatabasePath(t *testing.T) {
+	cliEnvironment(t)
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	wd := t.TempDir()
+	t.Chdir(wd)
+	if _, errOut, err := runCLI(t, "create", "--name", "x", "--database=sqlite:~/keys.db"); err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(home, "keys.db")); err != nil {
+		t.Errorf("the store is not in $HOME: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(wd, "~")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a directory named ~ was created (%v)", err)
+	}
+	if _, _, err := runCLI(t, "list", "--database=sqlite:~bob/keys.db"); err == nil || !strings.Contains(err.Error(), "~user") {
+		t.Errorf("~bob: %v", err)
+	}
+}
+
+// TestCLIPrefixMustBeAccepted: create refuses a prefix that no gateway on
+// the store accepts (the gateways record theirs), and show and revoke take
+// the id with its prefix.
+func TestCLIPrefixMustBeAccepted(t *testing.T) {
+	cliEnvironment(t)
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	db := "--database=" + dsn
+	// No gateway yet: any prefix.
+	if _, errOut, err := runCLI(t, "create", db, "--name", "early", "--prefix", "early"); err != nil {
+		t.Fatalf("create before any gateway: %v\n%s", err, errOut)
+	}
+	provision(t, &Handler{Database: dsn, Prefix: "acme_live"})
+	_, _, err := runCLI(t, "create", db, "--name", "x")
+	if err == nil || !strings.Contains(err.Error(), `prefix "kg"`) || !strings.Contains(err.Error(), "use --prefix acme_live") {
+		t.Fatalf("create with a prefix no gateway accepts: %v", err)
+	}
+	t.Setenv("KEYGATE_PREFIX", "acme_live")
+	out, errOut, err := runCLI(t, "create", db, "--name", "x")
+	if err != nil {
+		t.Fatalf("create with KEYGATE_PREFIX: %v\n%s", err, errOut)
+	}
+	key := strings.TrimSpace(out)
+	prefixedID := key[:strings.LastIndexByte(key, '_')] // ${KEY%_*}
+	if out, _, err := runCLI(t, "show", db, prefixedID); err != nil || !strings.Contains(out, prefixedID[len("acme_live_"):]) {
+		t.Fatalf("show %s: %v\n%s", prefixedID, err, out)
+	}
+	if _, _, err := runCLI(t, "show", db, "bad__"+prefixedID[len("acme_live_"):]); err == nil {
+		t.Fatal("show accepted an id with a malformed prefix")
+	}
+}
+
+// TestCLIDetails: scopes read as they are written, JSON says a key's
+// status and whether a revoke changed anything.
+func TestCLIDetails(t *testing.T) {
+	cliEnvironment(t)
+	db := "--database=sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	out, errOut, err := runCLI(t, "create", db, "--name", "x", "--scopes", "orders:read, orders:write", "--expires", "2w", "--json")
+	if err != nil {
+		t.Fatalf("create: %v\n%s", err, errOut)
+	}
+	var k struct {
+		ID        string    `json:"id"`
+		Scopes    []string  `json:"scopes"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal([]byte(out), &k); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(k.Scopes, []string{"orders:read", "orders:write"}) {
+		t.Errorf("scopes %q", k.Scopes)
+	}
+	if d := time.Until(k.ExpiresAt); d < 13*24*time.Hour || d > 14*24*time.Hour {
+		t.Errorf("--expires 2w gave %v", k.ExpiresAt)
+	}
+	out, _, err = runCLI(t, "list", db, "--json")
+	if err != nil || !strings.Contains(out, `"status": "active"`) {
+		t.Errorf("list --json: %v\n%s", err, out)
+	}
+	for i, want := range []string{`"changed": true`, `"changed": false`} {
+		out, _, err = runCLI(t, "revoke", db, k.ID, "--json")
+		if err != nil || !strings.Contains(out, want) || !strings.Contains(out, `"status": "revoked"`) {
+			t.Errorf("revoke %d --json: %v\n%s", i+1, err, out)
+		}
+	}
+}
+
+// TestCLIResetPepper: a store that recorded a mistyped first pepper takes
+// another after reset-pepper, as long as it holds no key.
+func TestCLIResetPepper(t *testing.T) {
+	cliEnvironment(t)
+	db := "--database=sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	t.Setenv("KEYGATE_PEPPER", cliOtherPepper) // the mistake
+	if _, _, err := runCLI(t, "migrate", db); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "list", db); err != nil {
+		t.Fatal(err) // records the mistaken pepper
+	}
+	t.Setenv("KEYGATE_PEPPER", cliPepper)
+	if _, _, err := runCLI(t, "create", db, "--name", "x"); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("create with the right pepper before the reset: %v", err)
+	}
+	out, _, err := runCLI(t, "reset-pepper", db)
+	if err != nil || !strings.Contains(out, "no longer records a pepper") {
+		t.Fatalf("reset-pepper: %v\n%s", err, out)
+	}
+	if _, errOut, err := runCLI(t, "create", db, "--name", "x"); err != nil {
+		t.Fatalf("create after the reset: %v\n%s", err, errOut)
+	}
+	if _, _, err := runCLI(t, "reset-pepper", db); err == nil || !strings.Contains(err.Error(), "holds keys (1)") {
+		t.Fatalf("reset-pepper with a key in the store: %v", err)
 	}
 }

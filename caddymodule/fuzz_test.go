@@ -74,7 +74,7 @@ func FuzzExtract(f *testing.F) {
 					if uv, err := url.QueryUnescape(v); err == nil {
 						v = uv
 					}
-					vals = append(vals, v)
+					vals = append(vals, strings.TrimSpace(v))
 				}
 				return single(vals, false)
 			},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -73,12 +74,12 @@ type Handler struct {
 	Scopes []string `json:"scopes,omitempty"`
 
 	// IDHeader is the request header that tells the upstream which key
-	// was used; "-" disables it. A client-sent header of this name is
+	// was used; "-" or "off" disables it. A client-sent header of this name is
 	// always removed. Default: X-Api-Key-Id.
 	IDHeader string `json:"id_header,omitempty"`
 
-	// OwnerHeader carries the key's owner to the upstream; "-" disables
-	// it. A client-sent header of this name is always removed. Default:
+	// OwnerHeader carries the key's owner to the upstream; "-" or "off"
+	// disables it. A client-sent header of this name is always removed. Default:
 	// X-Api-Key-Owner.
 	OwnerHeader string `json:"owner_header,omitempty"`
 
@@ -189,6 +190,10 @@ const (
 	defaultFailedAuthRate  = "20/s"
 	defaultFailedAuthBurst = 100
 	failedAuthClients      = 65536
+	// minStoreTimeout is the shortest store_timeout accepted: a local
+	// SQLite lookup takes tens of microseconds, a PostgreSQL one across a
+	// network a millisecond or more.
+	minStoreTimeout = 10 * time.Millisecond
 	// provisionTimeout bounds the first contact with the store at start
 	// or reload. PostgreSQL that does not answer in time is not an error
 	// (see keystore.Open); the gateway answers 503 until it does.
@@ -214,28 +219,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validateConfig(); err != nil {
 		return err
 	}
-	repl := caddy.NewReplacer()
-	dsn, err := repl.ReplaceOrErr(h.Database, true, true)
+	dsn, err := storeLocation(h.Database, "database")
 	if err != nil {
-		return fmt.Errorf("database: %v", err)
-	}
-	if dsn == "" {
-		dsn = DefaultDatabase()
-	}
-	if err := keystore.ValidateDSN(dsn); err != nil {
-		return fmt.Errorf("database: %v", err)
+		return err
 	}
 	if warning := keystore.CheckStoreDir(dsn); warning != "" {
 		h.logger.Warn(warning)
 	}
-	pepper, err := resolvePepper(repl, h.Pepper, dsn)
+	pepper, err := storePepper(h.Pepper, "pepper", "", "", dsn)
 	if err != nil {
 		return err
 	}
 	if h.hasher, err = keystore.NewHasher(pepper); err != nil {
 		return fmt.Errorf("pepper: %v", err)
 	}
-	if h.format, err = keystore.NewFormat(h.Prefix); err != nil {
+	prefix := h.Prefix
+	if prefix == "" {
+		prefix = os.Getenv(envPrefix)
+	}
+	if h.format, err = keystore.NewFormat(prefix); err != nil {
+		if h.Prefix == "" {
+			return fmt.Errorf("%s: %v", envPrefix, err)
+		}
 		return err
 	}
 	h.problems = newProblems(h.realm(), h.Scopes, retrySeconds(h.RetryAfter))
@@ -258,6 +263,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(dsn), err)
 	}
 	h.verifier = v
+	// Tell the CLI which prefix this gateway accepts, so that it does not
+	// make keys no gateway takes. Advisory: a store that cannot be written
+	// now (down, or a role without the right) only loses the check.
+	if err := v.store.AcceptPrefix(openCtx, h.format.Prefix()); err != nil {
+		h.logger.Debug("could not record the key prefix in the store", zap.Error(err))
+	}
 	h.logger.Info("api_key ready",
 		zap.String("database", keystore.RedactDSN(dsn)),
 		zap.String("prefix", h.format.Prefix()),
@@ -345,12 +356,22 @@ func (h *Handler) validateConfig() error {
 			return fmt.Errorf("%s must not be negative", name)
 		}
 	}
+	if h.StoreTimeout > 0 && time.Duration(h.StoreTimeout) < minStoreTimeout {
+		return fmt.Errorf("store_timeout %v is too short for any key store query (every uncached key would get 503); use at least %v",
+			time.Duration(h.StoreTimeout), minStoreTimeout)
+	}
 	if h.MaxStoreQueries < 0 {
 		return fmt.Errorf("max_store_queries must not be negative")
 	}
 	if c := h.Cache; c != nil {
 		if c.Size < 0 || c.NegativeSize < 0 {
 			return fmt.Errorf("cache sizes must not be negative")
+		}
+		if err := checkCacheSize("cache size", c.Size, bytesPerKey, totalMemory()); err != nil {
+			return err
+		}
+		if err := checkCacheSize("cache negative_size", c.NegativeSize, bytesPerUnknownKey, totalMemory()); err != nil {
+			return err
 		}
 		if c.TTL < 0 || (c.MaxStale != nil && *c.MaxStale < 0) || c.NegativeTTL < 0 {
 			return fmt.Errorf("cache durations must not be negative")
@@ -359,11 +380,34 @@ func (h *Handler) validateConfig() error {
 	return nil
 }
 
+// What a full cache costs per entry, about (measured by
+// cache.TestCacheEntryCost; a key with long metadata costs more).
+const (
+	bytesPerKey        = 384
+	bytesPerUnknownKey = 256
+	maxCacheKeys       = 1 << 30
+)
+
+// checkCacheSize refuses a cache that could not fit in memory when full.
+// Memory is not reserved for the size (entries take memory as keys are
+// cached), but a size the machine cannot hold is a mistake.
+func checkCacheSize(what string, n, perEntry int64, machine uint64) error {
+	if n > maxCacheKeys {
+		return fmt.Errorf("%s %d is more than %d", what, n, maxCacheKeys)
+	}
+	if need := uint64(n) * uint64(perEntry); machine > 0 && need > machine/2 {
+		return fmt.Errorf("%s %d would take about %d MiB when full (about %d bytes per entry), more than half of this machine's %d MiB",
+			what, n, need>>20, perEntry, machine>>20)
+	}
+	return nil
+}
+
 func identityHeader(field, v, def string, sources []KeySource) (string, error) {
 	switch v {
 	case "":
 		v = def
-	case "-":
+	case "-", "off":
+		// "off" as in the Caddyfile; no header is named Off.
 		return "", nil
 	}
 	if !httpguts.ValidHeaderFieldName(v) {
@@ -481,6 +525,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	raw, src, found := extract(r, h.sources)
 	switch found {
 	case keyAbsent:
+		if h.misplacedKey(r) {
+			h.debug("API key in Authorization without the Bearer scheme", r)
+			return h.reject(w, r, h.problems.wrongScheme)
+		}
 		h.debug("no API key in request", r)
 		return h.reject(w, r, h.problems.missing)
 	case keyAmbiguous:
@@ -586,6 +634,23 @@ func (h *Handler) lookup(r *http.Request, d keystore.Digest, id string) (*keysto
 	return key, err, true
 }
 
+// misplacedKey reports whether a request without a key sent one in
+// Authorization in another form than "Bearer <key>" ("kg_…", "Token kg_…",
+// "Bearer<TAB>kg_…") while the bearer source is configured: it deserves an
+// answer that says how to send it, not "this API requires a key".
+func (h *Handler) misplacedKey(r *http.Request) bool {
+	if !slices.Contains(h.sources, KeySource{From: FromBearer}) {
+		return false
+	}
+	marker := h.format.Prefix() + "_"
+	for _, v := range r.Header["Authorization"] {
+		if strings.Contains(v, marker) {
+			return true
+		}
+	}
+	return false
+}
+
 // invalid refuses a request whose key failed its check (malformed,
 // unknown, revoked, ambiguous) and charges it to the client's budget
 // unless its store lookup was charged already: 401 while the budget
@@ -635,6 +700,9 @@ func (h *Handler) admit(r *http.Request, key *keystore.Key) {
 		repl.Set("api_key.name", key.Name)
 		repl.Set("api_key.owner", key.Owner)
 		repl.Set("api_key.scopes", strings.Join(key.Scopes, ","))
+		for name, value := range key.Metadata {
+			repl.Set("api_key.meta."+name, value)
+		}
 	}
 	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Add(zap.String("api_key_id", key.ID))

@@ -400,7 +400,8 @@ func logFields(e *caddyhttp.ExtraLogFields) map[string]string {
 
 func TestServeHTTPAdmits(t *testing.T) {
 	ts := newTestStore(t)
-	key, rec := ts.issue(t, keystore.NewKeyParams{Name: "billing", Owner: "acme", Scopes: []string{"write", "read"}})
+	key, rec := ts.issue(t, keystore.NewKeyParams{Name: "billing", Owner: "acme", Scopes: []string{"write", "read"},
+		Metadata: map[string]string{"team": "payments", "tier": "gold"}})
 	h := ts.handler(t, &Handler{Sources: everySource})
 
 	// Each request carries the key in one source and a second key
@@ -486,6 +487,8 @@ func TestServeHTTPAdmits(t *testing.T) {
 				"api_key.name":      "billing",
 				"api_key.owner":     "acme",
 				"api_key.scopes":    "read,write",
+				"api_key.meta.team": "payments",
+				"api_key.meta.tier": "gold",
 			} {
 				if got, ok := s.placeholder(name); !ok || got != want {
 					t.Errorf("{%s} = %q (set %v), want %q", name, got, ok, want)
@@ -554,6 +557,14 @@ func TestServeHTTPIdentityHeaders(t *testing.T) {
 			h:         &Handler{IDHeader: "-", OwnerHeader: "-"},
 			key:       owned,
 			want:      http.Header{"X-Api-Key-Id": nil, "X-Api-Key-Owner": nil, "X-Consumer-Id": {"forged"}},
+			wantOwner: "acme",
+		},
+		{
+			// "off" in JSON means what it means in the Caddyfile.
+			name:      "disabled with off",
+			h:         &Handler{IDHeader: "off", OwnerHeader: "off"},
+			key:       owned,
+			want:      http.Header{"X-Api-Key-Id": nil, "X-Api-Key-Owner": nil, "Off": nil},
 			wantOwner: "acme",
 		},
 		{
@@ -820,6 +831,15 @@ func TestProvisionErrors(t *testing.T) {
 		{"bad scope", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, Scopes: []string{"read write"}}
 		}, "scopes:", nil},
+		{"store_timeout too short", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, StoreTimeout: caddy.Duration(time.Nanosecond)}
+		}, "store_timeout 1ns is too short for any key store query", nil},
+		{"cache size beyond any machine", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, Cache: &CacheConfig{Size: 100_000_000_000}}
+		}, "cache size 100000000000 is more than 1073741824", nil},
+		{"negative cache size beyond any machine", func(t *testing.T) *Handler {
+			return &Handler{Database: sqlite(t), Pepper: testPepper, Cache: &CacheConfig{NegativeSize: 1 << 31}}
+		}, "cache negative_size 2147483648 is more than", nil},
 		{"allowed_origins without a cookie source", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, AllowedOrigins: []string{"https://a.example"}}
 		}, "allowed_origins is only used with a cookie key source", nil},
@@ -1126,5 +1146,55 @@ func TestProvisionBadSQLiteDSNCreatesNothing(t *testing.T) {
 	}
 	if len(entries) != 0 {
 		t.Fatalf("Provision left files behind: %v", entries)
+	}
+}
+
+func TestCheckCacheSize(t *testing.T) {
+	const gib = 1 << 30
+	if err := checkCacheSize("cache size", 10_000_000, bytesPerKey, 24*gib); err != nil {
+		t.Errorf("10M keys on 24 GiB: %v", err)
+	}
+	err := checkCacheSize("cache size", 1_000_000_000, bytesPerKey, 24*gib)
+	if err == nil || !strings.Contains(err.Error(), "would take about 366210 MiB when full") || !strings.Contains(err.Error(), "this machine's 24576 MiB") {
+		t.Errorf("1G keys on 24 GiB: %v", err)
+	}
+	if err := checkCacheSize("cache size", 1_000_000_000, bytesPerKey, 0); err != nil {
+		t.Errorf("with the machine's memory unknown only the absolute bound applies: %v", err)
+	}
+	if totalMemory() == 0 {
+		t.Log("this system's memory is unknown")
+	}
+}
+
+// TestDirectiveReadsTheCLIEnvironment: a bare api_key directive finds the
+// store and pepper the way the CLI does, so that both use the same store.
+func TestDirectiveReadsTheCLIEnvironment(t *testing.T) {
+	ts := newTestStore(t)
+	key, _ := ts.issue(t, keystore.NewKeyParams{})
+	t.Setenv("KEYGATE_DATABASE", ts.dsn)
+	t.Setenv("KEYGATE_PEPPER", testPepper)
+	h := provision(t, &Handler{})
+	if h.poolKey.store.dsn != ts.dsn {
+		t.Fatalf("the directive opened %s, want %s from KEYGATE_DATABASE", h.poolKey.store.dsn, ts.dsn)
+	}
+	if s := serve(h, newRequest("/", bearer(key))); s.next == nil {
+		t.Fatalf("a key of the store named by the environment was refused: %d", s.rec.Code)
+	}
+	// The pepper from a file, as KEYGATE_PEPPER_FILE names it.
+	file := filepath.Join(t.TempDir(), "pepper")
+	if err := os.WriteFile(file, []byte(testPepper), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KEYGATE_PEPPER", "")
+	t.Setenv("KEYGATE_PEPPER_FILE", file)
+	h = provision(t, &Handler{})
+	if s := serve(h, newRequest("/", bearer(key))); s.next == nil {
+		t.Fatalf("with KEYGATE_PEPPER_FILE the key was refused: %d", s.rec.Code)
+	}
+	// What the directive sets wins.
+	other := "sqlite:" + filepath.Join(t.TempDir(), "other.db")
+	h = provision(t, &Handler{Database: other, Pepper: testPepper})
+	if h.poolKey.store.dsn != other {
+		t.Fatalf("the directive's database was overridden by the environment: %s", h.poolKey.store.dsn)
 	}
 }

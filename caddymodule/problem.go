@@ -69,9 +69,9 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 
 // problems holds the handler's prepared answers.
 type problems struct {
-	missing, invalid, expired, scope, unavailable *problem
-	tooManyFailures, tooManyPending, crossOrigin  *problem
-	retryAfter                                    string
+	missing, invalid, wrongScheme, expired, scope, unavailable *problem
+	tooManyFailures, tooManyPending, crossOrigin               *problem
+	retryAfter                                                 string
 }
 
 func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems {
@@ -81,6 +81,8 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			"This API requires an API key.", challenge),
 		invalid: newProblem(http.StatusUnauthorized, CodeInvalidKey, "Invalid API key",
 			"The API key is not valid.", challenge+`, error="invalid_token"`),
+		wrongScheme: newProblem(http.StatusUnauthorized, CodeInvalidKey, "Invalid API key",
+			"Send the API key as 'Authorization: Bearer <key>'.", challenge+`, error="invalid_request"`),
 		expired: newProblem(http.StatusUnauthorized, CodeExpiredKey, "API key expired",
 			"The API key has expired.", challenge+`, error="invalid_token", error_description="The API key has expired"`),
 		scope: newProblem(http.StatusForbidden, CodeInsufficientScope, "Insufficient scope",

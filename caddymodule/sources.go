@@ -122,8 +122,12 @@ func extract(r *http.Request, sources []KeySource) (string, int, extractResult) 
 			if len(vals) > 1 {
 				return "", i, keyAmbiguous
 			}
-			if len(vals) == 1 && vals[0] != "" {
-				return vals[0], i, keyFound
+			// Trimmed like a header value: a pasted key often brings a
+			// space or newline along (percent-encoded in a URL).
+			if len(vals) == 1 {
+				if v := strings.TrimSpace(vals[0]); v != "" {
+					return v, i, keyFound
+				}
 			}
 		case FromCookie:
 			cookies := r.CookiesNamed(s.Name)

@@ -56,6 +56,44 @@ func loadMigrations(dialect string) ([]migration, error) {
 	return out, nil
 }
 
+// checkSchema is what Open does about the schema under mode, given the
+// version the database is at (0: no schema).
+func checkSchema(mode SchemaMode, dialect string, current int) error {
+	if mode != SchemaRequire {
+		return nil
+	}
+	all, err := loadMigrations(dialect)
+	if err != nil {
+		return err
+	}
+	switch {
+	case current == 0:
+		return fmt.Errorf("%w: the database holds no Keygate schema; create it with `caddy api-key migrate`", ErrNoStore)
+	case current < len(all):
+		return fmt.Errorf("%w (database at version %d, this build needs %d)", ErrSchemaOld, current, len(all))
+	case current > len(all):
+		return fmt.Errorf("%w (database at version %d, this build knows up to %d)", ErrSchemaTooNew, current, len(all))
+	}
+	return nil
+}
+
+// pendingNames lists the migrations after version current by name.
+func pendingNames(dialect string, current int) ([]string, error) {
+	all, err := loadMigrations(dialect)
+	if err != nil {
+		return nil, err
+	}
+	todo, err := pending(all, current)
+	if err != nil {
+		return nil, err
+	}
+	names := []string{}
+	for _, m := range todo {
+		names = append(names, m.name)
+	}
+	return names, nil
+}
+
 // pending returns the migrations after version current, or
 // ErrSchemaTooNew if current is beyond what this build knows.
 func pending(all []migration, current int) ([]migration, error) {

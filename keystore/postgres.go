@@ -55,7 +55,8 @@ func openPostgres(ctx context.Context, dsn string, opts Options) (*pgStore, erro
 
 // pgPermanent tells errors that retrying cannot fix from outages.
 func pgPermanent(err error) bool {
-	if errors.Is(err, ErrPepperMismatch) || errors.Is(err, ErrPepperCheckCorrupt) || errors.Is(err, ErrSchemaTooNew) {
+	if errors.Is(err, ErrPepperMismatch) || errors.Is(err, ErrPepperCheckCorrupt) || errors.Is(err, ErrSchemaTooNew) ||
+		errors.Is(err, ErrSchemaOld) || errors.Is(err, ErrNoStore) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -73,8 +74,21 @@ func pgPermanent(err error) bool {
 }
 
 func (s *pgStore) setup(ctx context.Context) error {
-	if _, err := s.Migrate(ctx); err != nil {
-		return err
+	if s.opts.Schema == SchemaMigrate {
+		if _, err := s.Migrate(ctx); err != nil {
+			return err
+		}
+	} else {
+		v, err := s.currentVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if err := checkSchema(s.opts.Schema, "postgres", v); err != nil {
+			return err
+		}
+		if v == 0 {
+			return nil // SchemaAsIs on an empty database: nothing to check yet
+		}
 	}
 	if s.opts.PepperCheck != (Digest{}) {
 		return s.checkPepper(ctx, s.opts.PepperCheck)
@@ -122,13 +136,35 @@ func (s *pgStore) Migrate(ctx context.Context) (applied []int, err error) {
 	return applied, nil
 }
 
+// currentVersion is the newest applied migration, 0 without a schema.
+func (s *pgStore) currentVersion(ctx context.Context) (int, error) {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('keygate_schema_migrations') IS NOT NULL").Scan(&exists); err != nil || !exists {
+		if err != nil {
+			return 0, fmt.Errorf("reading the schema version: %w", err)
+		}
+		return 0, nil
+	}
+	var v int
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading the schema version: %w", err)
+	}
+	return v, nil
+}
+
+func (s *pgStore) Pending(ctx context.Context) ([]string, error) {
+	v, err := s.currentVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pendingNames("postgres", v)
+}
+
 func (s *pgStore) SchemaVersion(ctx context.Context) (int, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return 0, err
 	}
-	var v int
-	err := s.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&v)
-	return v, err
+	return s.currentVersion(ctx)
 }
 
 func (s *pgStore) checkPepper(ctx context.Context, check Digest) error {
@@ -299,4 +335,58 @@ func nullTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// AcceptPrefix records prefix in keygate_meta, one row per prefix.
+func (s *pgStore) AcceptPrefix(ctx context.Context, prefix string) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, "INSERT INTO keygate_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+		prefixMetaPrefix+prefix, []byte{1}); err != nil {
+		return fmt.Errorf("recording the key prefix: %w", err)
+	}
+	return nil
+}
+
+func (s *pgStore) Prefixes(ctx context.Context) ([]string, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, "SELECT name FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("reading the key prefixes: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("reading the key prefixes: %w", err)
+		}
+		out = append(out, strings.TrimPrefix(name, prefixMetaPrefix))
+	}
+	return out, rows.Err()
+}
+
+func (s *pgStore) ResetPepperCheck(ctx context.Context) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Keys inserted meanwhile wait for this lock, then see no check
+		// value and record their process's pepper: never a key without one.
+		if _, err := tx.Exec(ctx, "LOCK TABLE keygate_keys IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM keygate_keys").Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w (%d): resetting the pepper would make every one of them unusable", ErrStoreNotEmpty, n)
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'")
+		return err
+	})
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -53,6 +55,11 @@ func CheckStoreDir(dsn string) (warning string) {
 }
 
 func openSQLite(ctx context.Context, path string, opts Options) (*sqliteStore, error) {
+	if opts.MustExist {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: the file %s does not exist (a gateway creates it on start, and so do `caddy api-key create` and `migrate`)", ErrNoStore, path)
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("creating directory for key store: %w", err)
 	}
@@ -80,14 +87,27 @@ func openSQLite(ctx context.Context, path string, opts Options) (*sqliteStore, e
 	// the operator must fix (permissions, a corrupt file, wrong pepper).
 	if err := s.init.ensure(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("key store %s: %w", path, err)
+		return nil, err
 	}
 	return s, nil
 }
 
 func (s *sqliteStore) setup(ctx context.Context) error {
-	if _, err := s.Migrate(ctx); err != nil {
-		return err
+	if s.opts.Schema == SchemaMigrate {
+		if _, err := s.Migrate(ctx); err != nil {
+			return err
+		}
+	} else {
+		v, err := s.currentVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if err := checkSchema(s.opts.Schema, "sqlite", v); err != nil {
+			return err
+		}
+		if v == 0 {
+			return nil // SchemaAsIs on a new file: nothing to check yet
+		}
 	}
 	if s.opts.PepperCheck != (Digest{}) {
 		return s.checkPepper(ctx, s.opts.PepperCheck)
@@ -137,13 +157,36 @@ func (s *sqliteStore) Migrate(ctx context.Context) (applied []int, err error) {
 	return applied, nil
 }
 
+// currentVersion is the newest applied migration, 0 without a schema.
+func (s *sqliteStore) currentVersion(ctx context.Context) (int, error) {
+	var exists bool
+	if err := s.db.QueryRowContext(ctx,
+		"SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keygate_schema_migrations')").Scan(&exists); err != nil || !exists {
+		if err != nil {
+			return 0, fmt.Errorf("reading the schema version: %w", err)
+		}
+		return 0, nil
+	}
+	var v int
+	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("reading the schema version: %w", err)
+	}
+	return v, nil
+}
+
+func (s *sqliteStore) Pending(ctx context.Context) ([]string, error) {
+	v, err := s.currentVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pendingNames("sqlite", v)
+}
+
 func (s *sqliteStore) SchemaVersion(ctx context.Context) (int, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return 0, err
 	}
-	var v int
-	err := s.db.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM keygate_schema_migrations").Scan(&v)
-	return v, err
+	return s.currentVersion(ctx)
 }
 
 func (s *sqliteStore) checkPepper(ctx context.Context, check Digest) error {
@@ -301,3 +344,59 @@ func (s *sqliteStore) Revoke(ctx context.Context, id string, at time.Time) (*Key
 }
 
 func (s *sqliteStore) Close() { s.db.Close() }
+
+// AcceptPrefix records prefix in keygate_meta, one row per prefix.
+func (s *sqliteStore) AcceptPrefix(ctx context.Context, prefix string) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, "INSERT INTO keygate_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+		prefixMetaPrefix+prefix, []byte{1}); err != nil {
+		return fmt.Errorf("recording the key prefix: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) Prefixes(ctx context.Context) ([]string, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT name FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("reading the key prefixes: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("reading the key prefixes: %w", err)
+		}
+		out = append(out, strings.TrimPrefix(name, prefixMetaPrefix))
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) ResetPepperCheck(ctx context.Context) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	// _txlock=immediate: the write lock is held from BEGIN, so no key can
+	// be inserted between the count and the delete.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM keygate_keys").Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w (%d): resetting the pepper would make every one of them unusable", ErrStoreNotEmpty, n)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'"); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -23,6 +25,15 @@ var (
 	// a digest, so no pepper can be verified against it. The store cannot
 	// be used until an operator repairs the row.
 	ErrPepperCheckCorrupt = errors.New("the pepper check value stored in keygate_meta is corrupt")
+	// ErrStoreNotEmpty: the store holds keys, which only the recorded
+	// pepper can verify.
+	ErrStoreNotEmpty = errors.New("the key store holds keys")
+	// ErrNoStore: there is no key store where the DSN points (Options.MustExist
+	// or Options.Schema == SchemaRequire).
+	ErrNoStore = errors.New("no Keygate key store there")
+	// ErrSchemaOld: the store's schema is older than this build and
+	// Options.Schema forbids migrating it on open.
+	ErrSchemaOld = errors.New("the key store's schema is older than this Keygate build; run `caddy api-key migrate` (or start a gateway, which migrates)")
 	// ErrSchemaTooNew: the database was migrated by a newer Keygate.
 	ErrSchemaTooNew = errors.New("the key store's schema is newer than this Keygate build; upgrade Keygate")
 )
@@ -44,13 +55,25 @@ type Store interface {
 	// key changes nothing and reports changed == false.
 	Revoke(ctx context.Context, id string, at time.Time) (k *Key, changed bool, err error)
 	// Migrate applies pending schema migrations and returns the versions
-	// it applied. Opening a store migrates too; this is for operators who
-	// want to do it as a separate step.
+	// it applied. Opening a store migrates too (unless Options.Schema
+	// says otherwise); this is for operators who want a separate step.
 	Migrate(ctx context.Context) ([]int, error)
+	// Pending returns the names of the migrations Migrate would apply.
+	Pending(ctx context.Context) ([]string, error)
 	// Watch reports key changes made by any process to h until ctx ends,
 	// reconnecting as needed; it returns ctx.Err(). PostgreSQL uses
 	// LISTEN/NOTIFY, SQLite polls a change log.
 	Watch(ctx context.Context, h ChangeHandler) error
+	// AcceptPrefix records that a gateway on this store accepts keys with
+	// prefix, so that the CLI can refuse to make keys no gateway accepts.
+	AcceptPrefix(ctx context.Context, prefix string) error
+	// Prefixes returns the prefixes gateways recorded, sorted.
+	Prefixes(ctx context.Context) ([]string, error)
+	// ResetPepperCheck forgets the recorded pepper check, so that the
+	// next process with a pepper records its own: a way back from a
+	// mistyped first pepper. It refuses (ErrStoreNotEmpty) while the store
+	// holds any key, since those keys work with the recorded pepper only.
+	ResetPepperCheck(ctx context.Context) error
 	// SchemaVersion returns the newest applied migration.
 	SchemaVersion(ctx context.Context) (int, error)
 	// Close releases the store's connections.
@@ -78,7 +101,29 @@ type Options struct {
 	PepperCheck Digest
 	// MaxConns bounds the connection pool; zero picks a default.
 	MaxConns int
+	// MustExist refuses to create an embedded store that does not exist
+	// yet (ErrNoStore): commands that only read or change keys must not
+	// leave an empty store behind a mistyped path.
+	MustExist bool
+	// Schema says what opening does about the schema.
+	Schema SchemaMode
 }
+
+// SchemaMode is what Open does about the schema.
+type SchemaMode int
+
+const (
+	// SchemaMigrate applies pending migrations on first use (gateways).
+	SchemaMigrate SchemaMode = iota
+	// SchemaRequire requires the schema this build knows, as it is: no
+	// schema is ErrNoStore, an older one ErrSchemaOld.
+	SchemaRequire
+	// SchemaAsIs leaves the schema alone (for Migrate and Pending).
+	SchemaAsIs
+)
+
+// prefixMetaPrefix starts the keygate_meta names of recorded prefixes.
+const prefixMetaPrefix = "prefix:"
 
 // DSN kinds accepted by Open.
 const (
@@ -119,6 +164,9 @@ func ValidateDSN(dsn string) error {
 		}
 		if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 			return fmt.Errorf("sqlite path %q must be a plain file path without '?', '#' or 'file:'", path)
+		}
+		if strings.HasPrefix(path, "~") {
+			return fmt.Errorf("sqlite path %q: only ~/ (your home directory) is expanded, not ~user; use an absolute path", path)
 		}
 		return nil
 	case dsn == "":
@@ -163,6 +211,13 @@ func SQLitePath(dsn string) string {
 	p := strings.TrimPrefix(dsn, schemeSQLite)
 	if strings.HasPrefix(p, "//") {
 		p = p[2:]
+	}
+	// "~/" is the user's home directory, as a shell would have it; a
+	// directory literally named "~" is never meant.
+	if strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			p = filepath.Join(home, p[2:])
+		}
 	}
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -561,4 +562,109 @@ func TestKeyStatusRevocationWinsOverExpiry(t *testing.T) {
 			t.Errorf("Status of %+v = %s, want %s", c.k, got, c.want)
 		}
 	}
+}
+
+// TestOpenSchemaModes: commands that must not create or migrate a store
+// can say so, and Pending tells what Migrate would do.
+func TestOpenSchemaModes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		dsn := kind.newDSN(t)
+		all, _ := loadMigrations(kind.name)
+		if _, err := Open(ctx, dsn, Options{Schema: SchemaRequire}); !errors.Is(err, ErrNoStore) {
+			t.Fatalf("SchemaRequire on an empty database: %v, want ErrNoStore", err)
+		}
+		s := openT(t, dsn, Options{Schema: SchemaAsIs})
+		names, err := s.Pending(ctx)
+		if err != nil || len(names) != len(all) || names[0] != all[0].name {
+			t.Fatalf("Pending on an empty database: %v, %v; want all %d migrations", names, err, len(all))
+		}
+		applied, err := s.Migrate(ctx)
+		if err != nil || len(applied) != len(all) {
+			t.Fatalf("Migrate applied %v, %v", applied, err)
+		}
+		if names, err := s.Pending(ctx); err != nil || len(names) != 0 {
+			t.Fatalf("Pending after Migrate: %v, %v", names, err)
+		}
+		s.Close()
+		openT(t, dsn, Options{Schema: SchemaRequire}).Close()
+		// An older schema is refused, not migrated.
+		rawExec(t, kind.name, dsn, fmt.Sprintf("DELETE FROM keygate_schema_migrations WHERE version = %d", len(all)))
+		if _, err := Open(ctx, dsn, Options{Schema: SchemaRequire}); !errors.Is(err, ErrSchemaOld) {
+			t.Fatalf("SchemaRequire on an older schema: %v, want ErrSchemaOld", err)
+		}
+	})
+}
+
+func TestSQLiteMustExist(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "missing")
+	path := filepath.Join(dir, "keys.db")
+	_, err := Open(ctxT(t), "sqlite:"+path, Options{MustExist: true})
+	if !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("MustExist on a missing file: %v, want ErrNoStore naming %s", err, path)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("MustExist created %s (%v)", dir, err)
+	}
+}
+
+func TestSQLitePathHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if got := SQLitePath("sqlite:~/keys.db"); got != filepath.Join(home, "keys.db") {
+		t.Errorf("SQLitePath(sqlite:~/keys.db) = %q, want it in %s", got, home)
+	}
+	if err := ValidateDSN("sqlite:~other/keys.db"); err == nil || !strings.Contains(err.Error(), "~user") {
+		t.Errorf("ValidateDSN(sqlite:~other/keys.db) = %v", err)
+	}
+}
+
+func TestStorePrefixes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		s := openT(t, kind.newDSN(t), Options{})
+		if p, err := s.Prefixes(ctx); err != nil || len(p) != 0 {
+			t.Fatalf("Prefixes of a new store: %v, %v", p, err)
+		}
+		for _, p := range []string{"kg", "acme_live", "kg"} {
+			if err := s.AcceptPrefix(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p, err := s.Prefixes(ctx); err != nil || !reflect.DeepEqual(p, []string{"acme_live", "kg"}) {
+			t.Fatalf("Prefixes: %v, %v", p, err)
+		}
+	})
+}
+
+// TestStoreResetPepperCheck: a mistyped first pepper can be forgotten
+// while no key depends on it, and only then.
+func TestStoreResetPepperCheck(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind storeKind) {
+		ctx := ctxT(t)
+		dsn := kind.newDSN(t)
+		wrong := testHasher(t)
+		right, err := NewHasher(otherPepper)
+		if err != nil {
+			t.Fatal(err)
+		}
+		openT(t, dsn, Options{PepperCheck: wrong.PepperCheck()}).Close()
+		if _, err := Open(ctx, dsn, Options{PepperCheck: right.PepperCheck()}); !errors.Is(err, ErrPepperMismatch) {
+			t.Fatalf("a second pepper: %v", err)
+		}
+		s := openT(t, dsn, Options{})
+		if err := s.ResetPepperCheck(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		s = openT(t, dsn, Options{PepperCheck: right.PepperCheck()})
+		if _, _, err := Issue(ctx, s, mustFormat(t, ""), right, NewKeyParams{Name: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ResetPepperCheck(ctx); !errors.Is(err, ErrStoreNotEmpty) {
+			t.Fatalf("reset with a key in the store: %v, want ErrStoreNotEmpty", err)
+		}
+		s.Close()
+		openT(t, dsn, Options{PepperCheck: right.PepperCheck()}).Close()
+	})
 }

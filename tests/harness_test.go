@@ -342,7 +342,14 @@ func (g *gateway) caddyfile(sites string) string {
 // is stopped when the test ends.
 func (g *gateway) start(sites string, extraPorts ...int) {
 	g.t.Helper()
-	if err := os.WriteFile(g.cfgPath, []byte(g.caddyfile(sites)), 0o600); err != nil {
+	g.startConfig(g.caddyfile(sites), extraPorts...)
+}
+
+// startConfig starts Caddy with a whole Caddyfile, global options
+// included; it must listen on g.port and admin on g.admin.
+func (g *gateway) startConfig(cfg string, extraPorts ...int) {
+	g.t.Helper()
+	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o600); err != nil {
 		g.t.Fatal(err)
 	}
 	logFile, err := os.Create(g.logPath)

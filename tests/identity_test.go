@@ -214,3 +214,32 @@ func TestOpenRoutesCannotForgeIdentity(t *testing.T) {
 		t.Errorf("protected route: X-Api-Key-Id %q, want %q (request_header must not remove the trusted one)", got, k.ID)
 	}
 }
+
+// TestMisplacedKeysAreTold: a key sent in Authorization without the
+// Bearer scheme gets invalid_key with a detail saying how to send it (not
+// "this API requires a key"), and the answer never repeats the key.
+func TestMisplacedKeysAreTold(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, sqliteStore)
+	up := newUpstream(t)
+	g := newGateway(t, sb)
+	g.start(apiKeySite(g, up, "from bearer\n\t\tfrom query api_key"))
+	k := sb.createKey("client")
+	for _, auth := range []string{k.Key, "Token " + k.Key, "Bearer\t" + k.Key, "ApiKey key=" + k.Key} {
+		r := get(t, g.url+"/", "Authorization", auth)
+		wantStatus(t, "Authorization: "+auth[:10]+"…", r, http.StatusUnauthorized)
+		p := r.problem(t)
+		if p.Code != "invalid_key" || !strings.Contains(p.Detail, "Authorization: Bearer <key>") {
+			t.Errorf("Authorization %q…: %+v", auth[:10], p)
+		}
+		if strings.Contains(string(r.body)+fmt.Sprint(r.header), secretOf(k.Key)) {
+			t.Errorf("the answer repeats the key")
+		}
+	}
+	p := get(t, g.url+"/", "Authorization", "Basic dXNlcjpwYXNz").problem(t)
+	if p.Code != "missing_key" {
+		t.Errorf("a Basic login without a key: %+v, want missing_key", p)
+	}
+	// A query key is trimmed like a header value.
+	wantUpstream(t, "query key with a trailing newline", get(t, g.url+"/?api_key="+k.Key+"%0A"))
+}
