@@ -333,11 +333,13 @@ func (v *Verifier) refreshStale(ctx context.Context, d keystore.Digest, e *entry
 // miss waits for the store's answer about d. It is a separate function
 // so that the hit path above does not move d to the heap.
 func (v *Verifier) miss(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
-	v.Stats.Misses.Add(1)
 	c, ok := v.lookup(d)
 	if !ok {
 		return nil, &unavailableError{errors.New("key cache closed")}
 	}
+	// Counted once joined: a miss counted is a request waiting for the
+	// lookup in flight (tests count on it).
+	v.Stats.Misses.Add(1)
 	select {
 	case <-c.done:
 		return c.key, c.err

@@ -208,8 +208,10 @@ func TestConcurrentMissesMakeOneQuery(t *testing.T) {
 			errs <- err
 		}()
 	}
-	// Let every goroutine reach the cache before the store answers.
-	for v.Stats.Misses.Load() < n {
+	// Let every request join the lookup before the store answers: one
+	// that counted its miss but had not joined yet would start a second
+	// lookup once the first is over.
+	for waiting(v, d) < n {
 		time.Sleep(time.Millisecond)
 	}
 	close(gate)
@@ -892,4 +894,14 @@ func TestCacheEntryCost(t *testing.T) {
 	if perKey < 384/2 || perKey > 384*2 || perUnknown < 256/2 || perUnknown > 256*2 {
 		t.Fatalf("entry cost %d/%d bytes: update bytesPerKey and bytesPerUnknownKey in caddymodule", perKey, perUnknown)
 	}
+}
+
+// waiting is how many requests wait for the lookup of d in flight.
+func waiting(v *Verifier, d keystore.Digest) int {
+	v.flights.mu.Lock()
+	defer v.flights.mu.Unlock()
+	if c := v.flights.calls[d]; c != nil {
+		return c.waiters
+	}
+	return 0
 }
