@@ -72,6 +72,8 @@ type cliEnv struct {
 	dsn        string
 	pepper     string // --pepper, placeholders not yet replaced
 	pepperFile string // --pepper-file
+	newStore   bool   // the embedded store did not exist before this command
+	timeout    time.Duration
 	ctx        context.Context
 	cancel     context.CancelFunc
 	out        io.Writer
@@ -115,11 +117,8 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	if warning := keystore.CheckStoreDir(dsn); warning != "" {
-		fmt.Fprintln(errOut, "warning: "+warning)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile,
+	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, timeout: timeout,
 		ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: errOut}, nil
 }
 
@@ -139,18 +138,18 @@ func (e *cliEnv) open(use pepperUse, opts keystore.Options) (keystore.Store, *ke
 	var hasher *keystore.Hasher
 	given := e.pepper != "" || e.pepperFile != "" || os.Getenv(envPepper) != "" || os.Getenv(envPepperFile) != ""
 	if use == pepperRequired || use == pepperIfGiven && given {
-		pepper, err := storePepper(e.pepper, "--pepper", e.pepperFile, "--pepper-file", e.dsn)
+		pepper, err := storePepper(e.pepper, "--pepper", e.pepperFile, "--pepper-file", e.dsn, true)
 		if err != nil {
 			return nil, nil, err
 		}
 		if hasher, err = keystore.NewHasher(pepper); err != nil {
-			return nil, nil, fmt.Errorf("pepper: %v", err)
+			return nil, nil, err // "pepper is …"
 		}
 		opts.PepperCheck = hasher.PepperCheck()
 	}
 	s, err := keystore.Open(e.ctx, e.dsn, opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(e.dsn), err)
+		return nil, nil, fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(e.dsn), e.explain(err))
 	}
 	return s, hasher, nil
 }
@@ -170,12 +169,29 @@ func withStore(cmd *cobra.Command, use pepperUse, opts keystore.Options, f func(
 		return err
 	}
 	defer e.cancel()
+	e.newStore, _ = newEmbeddedStore(e.dsn)
 	s, h, err := e.open(use, opts)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return f(e, s, h)
+	if e.newStore {
+		// A mistyped path makes a new store that no key is in: say so.
+		fmt.Fprintf(e.errOut, "Created a new, empty key store at %s.\n", keystore.RedactDSN(e.dsn))
+	}
+	if warning := keystore.CheckStoreDir(e.dsn); warning != "" {
+		fmt.Fprintln(e.errOut, "warning: "+warning)
+	}
+	return e.explain(f(e, s, h))
+}
+
+// explain adds what a user can do to an error caused by the command's
+// own deadline.
+func (e *cliEnv) explain(err error) error {
+	if err != nil && e.ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (no answer from the key store within --timeout %v)", err, e.timeout)
+	}
+	return err
 }
 
 func createCommand() *cobra.Command {
@@ -228,14 +244,8 @@ func createCommand() *cobra.Command {
 		}
 		asJSON, _ := flags.GetBool("json")
 		return withStore(cmd, pepperRequired, createsStore, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
-			accepted, err := s.Prefixes(e.ctx)
-			if err != nil {
+			if err := checkPrefix(e, s, format.Prefix()); err != nil {
 				return err
-			}
-			if len(accepted) > 0 && !slices.Contains(accepted, format.Prefix()) {
-				return fmt.Errorf("no gateway on %s accepts keys with prefix %q (they accept %s): use --prefix %s "+
-					"(or KEYGATE_PREFIX), or set `prefix %s` on a gateway first", keystore.RedactDSN(e.dsn), format.Prefix(),
-					strings.Join(accepted, ", "), accepted[0], format.Prefix())
 			}
 			key, rec, err := keystore.Issue(e.ctx, s, format, h, p)
 			if err != nil {
@@ -245,7 +255,8 @@ func createCommand() *cobra.Command {
 				return writeJSON(e.out, struct {
 					*keystore.Key
 					Secret string `json:"key"`
-				}{rec, key})
+					Store  string `json:"store"`
+				}{rec, key, keystore.RedactDSN(e.dsn)})
 			}
 			fmt.Fprintf(e.errOut, "Created key %s (%s) in %s. It is shown only this once: store it now.\n",
 				rec.ID, describe(rec), keystore.RedactDSN(e.dsn))
@@ -282,8 +293,20 @@ func listCommand() *cobra.Command {
 			}
 			if len(keys) == 0 {
 				// Keys made as another user land in another data
-				// directory: say where we looked.
-				fmt.Fprintf(e.errOut, "No keys in %s.\n", keystore.RedactDSN(e.dsn))
+				// directory: say where we looked, and what --all adds.
+				inactive := 0
+				if !f.IncludeInactive {
+					all, err := s.List(e.ctx, keystore.ListFilter{Owner: f.Owner, IncludeInactive: true})
+					if err != nil {
+						return err
+					}
+					inactive = len(all)
+				}
+				if inactive > 0 {
+					fmt.Fprintf(e.errOut, "No active keys in %s (%d revoked or expired: --all shows them).\n", keystore.RedactDSN(e.dsn), inactive)
+				} else {
+					fmt.Fprintf(e.errOut, "No keys in %s.\n", keystore.RedactDSN(e.dsn))
+				}
 			}
 			if asJSON {
 				now := time.Now()
@@ -358,7 +381,7 @@ func keyCommand(use, short, jsonHelp string, run func(e *cliEnv, s keystore.Stor
 		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
 			err := run(e, s, id, asJSON)
 			if errors.Is(err, keystore.ErrNotFound) {
-				return fmt.Errorf("no key with id %s", id)
+				return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
 			}
 			return err
 		})
@@ -381,6 +404,21 @@ older than this build, and ask for this command.`,
 	c.Flags().Bool("dry-run", false, "List the migrations that would be applied, apply none")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		dryRun, _ := cmd.Flags().GetBool("dry-run")
+		if dryRun {
+			e, err := newCLIEnv(cmd)
+			if err != nil {
+				return err
+			}
+			defer e.cancel()
+			if missing, _ := newEmbeddedStore(e.dsn); missing {
+				names, err := keystore.MigrationNames(e.dsn)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.out, "Would create %s and apply: %s\n", keystore.RedactDSN(e.dsn), strings.Join(names, ", "))
+				return nil
+			}
+		}
 		opts := keystore.Options{Schema: keystore.SchemaAsIs, MustExist: dryRun}
 		return withStore(cmd, pepperIfGiven, opts, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
 			store := keystore.RedactDSN(e.dsn)
@@ -418,6 +456,39 @@ older than this build, and ask for this command.`,
 	return c
 }
 
+// checkPrefix refuses a prefix no gateway on the store recorded, and
+// notes when gateways recorded another one since: the gateway that took
+// this prefix may have been changed to the other.
+func checkPrefix(e *cliEnv, s keystore.Store, prefix string) error {
+	recorded, err := s.Prefixes(e.ctx)
+	if err != nil || len(recorded) == 0 {
+		return err // no gateway has said yet: any prefix
+	}
+	latest := recorded[0]
+	var mine *keystore.RecordedPrefix
+	var names []string
+	for i, r := range recorded {
+		names = append(names, r.Prefix)
+		if r.At.After(latest.At) {
+			latest = r
+		}
+		if r.Prefix == prefix {
+			mine = &recorded[i]
+		}
+	}
+	store := keystore.RedactDSN(e.dsn)
+	if mine == nil {
+		return fmt.Errorf("no gateway on %s accepts keys with prefix %q (gateways recorded %s; the latest, %s): use --prefix %s "+
+			"(or KEYGATE_PREFIX), or set `prefix %s` on a gateway first", store, prefix, strings.Join(names, ", "),
+			latest.Prefix, latest.Prefix, prefix)
+	}
+	if latest.Prefix != prefix && latest.At.Sub(mine.At) > time.Minute {
+		fmt.Fprintf(e.errOut, "note: prefix %q was last recorded by a gateway on %s at %s, %q since (at %s): "+
+			"check that a gateway still accepts %q\n", prefix, store, formatTime(mine.At), latest.Prefix, formatTime(latest.At), prefix)
+	}
+	return nil
+}
+
 func resetPepperCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "reset-pepper",
@@ -426,7 +497,9 @@ func resetPepperCommand() *cobra.Command {
 check value, and every other pepper is refused from then on. If that first
 pepper was a mistake, this command forgets it, so that the next one used is
 recorded instead. It refuses while the store holds any key: those keys work
-with the recorded pepper only (revoked keys count too).`,
+with the recorded pepper only (revoked keys count too); to start over with
+another pepper, use a new store. Gateways already running on the store keep
+their pepper until they are restarted.`,
 		Args: cobra.NoArgs,
 	}
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -434,7 +507,8 @@ with the recorded pepper only (revoked keys count too).`,
 			if err := s.ResetPepperCheck(e.ctx); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.out, "Key store %s no longer records a pepper; the next gateway or command with a pepper records its own.\n",
+			fmt.Fprintf(e.out, "Key store %s no longer records a pepper; the next gateway or command with a pepper records its own.\n"+
+				"Gateways running on it keep the pepper they started with: restart them with the new one.\n",
 				keystore.RedactDSN(e.dsn))
 			return nil
 		})

@@ -493,7 +493,7 @@ func TestCLISecretWarnings(t *testing.T) {
 	if err := os.Mkdir(openDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(openDir, 0o755); err != nil {
+	if err := os.Chmod(openDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -509,8 +509,8 @@ func TestCLISecretWarnings(t *testing.T) {
 		{"KEYGATE_PEPPER", map[string]string{"KEYGATE_PEPPER": cliPepper}, nil, ""},
 		{"pepper file", nil, []string{"--pepper-file", pepperFile}, ""},
 		{"no pepper", nil, nil, ""},
-		{"store directory open to others", nil, []string{"--database", "sqlite:" + filepath.Join(openDir, "keys.db")},
-			"warning: key store directory " + openDir + " is open to other users (mode 0755)"},
+		{"store directory others can write", nil, []string{"--database", "sqlite:" + filepath.Join(openDir, "keys.db")},
+			"warning: key store directory " + openDir + " is writable by other users (mode 0777)"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -584,7 +584,7 @@ func TestCLIStoreMustExist(t *testing.T) {
 	cliEnvironment(t)
 	dir := filepath.Join(t.TempDir(), "nonexistent-dir")
 	db := "--database=sqlite:" + filepath.Join(dir, "k.db")
-	for _, args := range [][]string{{"list"}, {"show", "AAAAAAAAAAAA"}, {"revoke", "AAAAAAAAAAAA"}, {"migrate", "--dry-run"}} {
+	for _, args := range [][]string{{"list"}, {"show", "AAAAAAAAAAAA"}, {"revoke", "AAAAAAAAAAAA"}, {"reset-pepper"}} {
 		_, errOut, err := runCLI(t, append(args, db)...)
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "k.db")) || !strings.Contains(err.Error(), "does not exist") {
 			t.Errorf("%s on a missing store: %v\n%s", args[0], err, errOut)
@@ -593,8 +593,16 @@ func TestCLIStoreMustExist(t *testing.T) {
 			t.Fatalf("%s created %s", args[0], dir)
 		}
 	}
+	// migrate --dry-run says what migrate would do, and does nothing.
+	out, _, err := runCLI(t, "migrate", "--dry-run", db)
+	if err != nil || !strings.Contains(out, "Would create sqlite:"+filepath.Join(dir, "k.db")+" and apply: 0001_keys, 0002_key_changes") {
+		t.Fatalf("migrate --dry-run of a missing store: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("migrate --dry-run created %s", dir)
+	}
 	// migrate creates it and says what it applied, then that nothing is left.
-	out, _, err := runCLI(t, "migrate", db)
+	out, _, err = runCLI(t, "migrate", db)
 	if err != nil || !strings.Contains(out, "Applied 0001_keys, 0002_key_changes to sqlite:"+filepath.Join(dir, "k.db")) {
 		t.Fatalf("migrate of a new store: %v\n%s", err, out)
 	}
@@ -729,6 +737,11 @@ func TestCLIDetails(t *testing.T) {
 			t.Errorf("revoke %d --json: %v\n%s", i+1, err, out)
 		}
 	}
+	// With only a revoked key, list says where the key went.
+	_, errOut, err = runCLI(t, "list", db)
+	if err != nil || !strings.Contains(errOut, "No active keys in sqlite:") || !strings.Contains(errOut, "(1 revoked or expired: --all shows them)") {
+		t.Errorf("list with only a revoked key: %v\n%s", err, errOut)
+	}
 }
 
 // TestCLIResetPepper: a store that recorded a mistyped first pepper takes
@@ -754,7 +767,27 @@ func TestCLIResetPepper(t *testing.T) {
 	if _, errOut, err := runCLI(t, "create", db, "--name", "x"); err != nil {
 		t.Fatalf("create after the reset: %v\n%s", err, errOut)
 	}
-	if _, _, err := runCLI(t, "reset-pepper", db); err == nil || !strings.Contains(err.Error(), "holds keys (1)") {
+	if _, _, err := runCLI(t, "reset-pepper", db); err == nil || !strings.Contains(err.Error(), "holds keys (1,") || !strings.Contains(err.Error(), "use a new store") {
 		t.Fatalf("reset-pepper with a key in the store: %v", err)
+	}
+}
+
+// TestCLINewStoreIsAnnounced: a store made by a command (a mistyped path,
+// say) is announced, and store paths are shown resolved.
+func TestCLINewStoreIsAnnounced(t *testing.T) {
+	cliEnvironment(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	_, errOut, err := runCLI(t, "create", "--name", "x", "--database=sqlite:typo/keys.db")
+	want := "Created a new, empty key store at sqlite:" + filepath.Join(dir, "typo", "keys.db")
+	if err != nil || !strings.Contains(errOut, want) {
+		t.Fatalf("create on a new relative path: %v\n%s\nwant %q", err, errOut, want)
+	}
+	_, errOut, _ = runCLI(t, "create", "--name", "y", "--database=sqlite:typo/keys.db")
+	if strings.Contains(errOut, "Created a new") {
+		t.Errorf("an existing store was announced as new:\n%s", errOut)
+	}
+	if _, _, err := runCLI(t, "list", "--database=sqlite://var/keys.db"); err == nil || !strings.Contains(err.Error(), "relative path") {
+		t.Errorf("sqlite://var/keys.db: %v", err)
 	}
 }

@@ -223,15 +223,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	// `caddy validate` checks the configuration; it must not create a
+	// store or a pepper file, record a pepper or a prefix.
+	validating := caddyValidating()
 	if warning := keystore.CheckStoreDir(dsn); warning != "" {
 		h.logger.Warn(warning)
 	}
-	pepper, err := storePepper(h.Pepper, "pepper", "", "", dsn)
+	pepper, err := storePepper(h.Pepper, "pepper", "", "", dsn, !validating)
 	if err != nil {
 		return err
 	}
-	if h.hasher, err = keystore.NewHasher(pepper); err != nil {
-		return fmt.Errorf("pepper: %v", err)
+	if pepper != nil {
+		if h.hasher, err = keystore.NewHasher(pepper); err != nil {
+			return err // "pepper is …"
+		}
 	}
 	prefix := h.Prefix
 	if prefix == "" {
@@ -252,6 +257,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.pending = newPendingLookups(h.cacheConfig().MaxQueries)
 	}
 
+	if validating {
+		h.logger.Info("api_key configuration checked; the key store is opened at start, not by validate",
+			zap.String("database", keystore.RedactDSN(dsn)))
+		return nil
+	}
+	if created, err := newEmbeddedStore(dsn); err == nil && created {
+		// A mistyped path makes a new store that no key is in: say so.
+		level := zapcore.WarnLevel
+		if dsn == DefaultDatabase() {
+			level = zapcore.InfoLevel // the first start of a default setup
+		}
+		if ce := h.logger.Check(level, "creating a new, empty key store: no key exists in it yet"); ce != nil {
+			ce.Write(zap.String("database", keystore.RedactDSN(dsn)))
+		}
+	}
 	h.poolKey = verifierKey{
 		store: storeKey{dsn: dsn, pepperCheck: h.hasher.PepperCheck()},
 		cfg:   h.cacheConfig(),
@@ -396,8 +416,8 @@ func checkCacheSize(what string, n, perEntry int64, machine uint64) error {
 		return fmt.Errorf("%s %d is more than %d", what, n, maxCacheKeys)
 	}
 	if need := uint64(n) * uint64(perEntry); machine > 0 && need > machine/2 {
-		return fmt.Errorf("%s %d would take about %d MiB when full (about %d bytes per entry), more than half of this machine's %d MiB",
-			what, n, need>>20, perEntry, machine>>20)
+		return fmt.Errorf("%s %d would take about %d MiB when full (about %d bytes per entry), more than half of this machine's %d MiB; "+
+			"at most %d fits", what, n, need>>20, perEntry, machine>>20, machine/2/uint64(perEntry))
 	}
 	return nil
 }
@@ -644,7 +664,9 @@ func (h *Handler) misplacedKey(r *http.Request) bool {
 	}
 	marker := h.format.Prefix() + "_"
 	for _, v := range r.Header["Authorization"] {
-		if strings.Contains(v, marker) {
+		// The prefix anywhere, or a whole key in any form (Basic with the
+		// key as user name: curl -u "$KEY:").
+		if strings.Contains(v, marker) || authorizationHasKey(v, h.format) {
 			return true
 		}
 	}
@@ -700,9 +722,16 @@ func (h *Handler) admit(r *http.Request, key *keystore.Key) {
 		repl.Set("api_key.name", key.Name)
 		repl.Set("api_key.owner", key.Owner)
 		repl.Set("api_key.scopes", strings.Join(key.Scopes, ","))
-		for name, value := range key.Metadata {
-			repl.Set("api_key.meta."+name, value)
-		}
+		// Any {api_key.meta.NAME} is answered, empty if the key has no
+		// such entry: a missing one must not reach the upstream as the
+		// placeholder's literal text.
+		meta := key.Metadata
+		repl.Map(func(name string) (any, bool) {
+			if entry, ok := strings.CutPrefix(name, "api_key.meta."); ok {
+				return meta[entry], true
+			}
+			return nil, false
+		})
 	}
 	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Add(zap.String("api_key_id", key.ID))

@@ -489,6 +489,7 @@ func TestServeHTTPAdmits(t *testing.T) {
 				"api_key.scopes":    "read,write",
 				"api_key.meta.team": "payments",
 				"api_key.meta.tier": "gold",
+				"api_key.meta.none": "",
 			} {
 				if got, ok := s.placeholder(name); !ok || got != want {
 					t.Errorf("{%s} = %q (set %v), want %q", name, got, ok, want)
@@ -1155,7 +1156,8 @@ func TestCheckCacheSize(t *testing.T) {
 		t.Errorf("10M keys on 24 GiB: %v", err)
 	}
 	err := checkCacheSize("cache size", 1_000_000_000, bytesPerKey, 24*gib)
-	if err == nil || !strings.Contains(err.Error(), "would take about 366210 MiB when full") || !strings.Contains(err.Error(), "this machine's 24576 MiB") {
+	if err == nil || !strings.Contains(err.Error(), "would take about 366210 MiB when full") || !strings.Contains(err.Error(), "this machine's 24576 MiB") ||
+		!strings.Contains(err.Error(), "at most 33554432 fits") {
 		t.Errorf("1G keys on 24 GiB: %v", err)
 	}
 	if err := checkCacheSize("cache size", 1_000_000_000, bytesPerKey, 0); err != nil {

@@ -1,8 +1,11 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -31,13 +34,22 @@ func storeLocation(configured, configuredAs string) (string, error) {
 	}
 	dsn, err := caddy.NewReplacer().ReplaceOrErr(configured, true, true)
 	if err != nil {
-		return "", fmt.Errorf("%s: %v", from, err)
+		return "", fmt.Errorf("%s: %v (is the environment variable or file it names set?)", from, err)
 	}
 	if dsn == "" {
 		dsn = DefaultDatabase()
 	}
 	if err := keystore.ValidateDSN(dsn); err != nil {
 		return "", fmt.Errorf("%s: %v", from, err)
+	}
+	if keystore.IsSQLite(dsn) {
+		// One spelling for one file (~ expanded, relative paths made
+		// absolute), in every log line, message and pool key.
+		abs, err := filepath.Abs(keystore.SQLitePath(dsn))
+		if err != nil {
+			return "", fmt.Errorf("%s: %v", from, err)
+		}
+		dsn = "sqlite:" + abs
 	}
 	return dsn, nil
 }
@@ -46,8 +58,10 @@ func storeLocation(configured, configuredAs string) (string, error) {
 // directive's pepper, the CLI's --pepper; placeholders allowed) or the
 // content of file (the CLI's --pepper-file) if either is set, else
 // KEYGATE_PEPPER_FILE or KEYGATE_PEPPER, else, for the embedded store, the
-// pepper file generated beside it. Two ways at once are an error.
-func storePepper(literal, literalAs, file, fileAs, dsn string) ([]byte, error) {
+// pepper file generated beside it (with create; without, a pepper file
+// that does not exist yet gives a nil pepper). Two ways at once are an
+// error.
+func storePepper(literal, literalAs, file, fileAs, dsn string, create bool) ([]byte, error) {
 	if literal == "" && file == "" {
 		literal, literalAs = os.Getenv(envPepper), envPepper
 		file, fileAs = os.Getenv(envPepperFile), envPepperFile
@@ -63,5 +77,35 @@ func storePepper(literal, literalAs, file, fileAs, dsn string) ([]byte, error) {
 		}
 		return p, nil
 	}
+	if literal == "" && !create && keystore.IsSQLite(dsn) {
+		p, err := keystore.ReadPepperFile(keystore.PepperFileFor(keystore.SQLitePath(dsn)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("pepper: %v", err)
+		}
+		return p, nil
+	}
 	return resolvePepper(caddy.NewReplacer(), literal, dsn)
+}
+
+// caddyValidating reports whether this process is `caddy validate`, which
+// provisions every module to check a configuration that will not run.
+// Caddy tells modules no such thing, hence its command line.
+func caddyValidating() bool {
+	return len(os.Args) > 1 && os.Args[1] == "validate"
+}
+
+// newEmbeddedStore reports whether dsn names an embedded store whose file
+// does not exist yet: opening it will create a new, empty store.
+func newEmbeddedStore(dsn string) (bool, error) {
+	if !keystore.IsSQLite(dsn) {
+		return false, nil
+	}
+	_, err := os.Stat(keystore.SQLitePath(dsn))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	return false, err
 }

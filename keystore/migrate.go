@@ -77,6 +77,16 @@ func checkSchema(mode SchemaMode, dialect string, current int) error {
 	return nil
 }
 
+// MigrationNames lists, by name, every migration of the store dsn names
+// (what a new store gets).
+func MigrationNames(dsn string) ([]string, error) {
+	dialect := "postgres"
+	if IsSQLite(dsn) {
+		dialect = "sqlite"
+	}
+	return pendingNames(dialect, 0)
+}
+
 // pendingNames lists the migrations after version current by name.
 func pendingNames(dialect string, current int) ([]string, error) {
 	all, err := loadMigrations(dialect)

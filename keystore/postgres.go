@@ -342,29 +342,31 @@ func (s *pgStore) AcceptPrefix(ctx context.Context, prefix string) error {
 	if err := s.init.ensure(ctx); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, "INSERT INTO keygate_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-		prefixMetaPrefix+prefix, []byte{1}); err != nil {
+	if _, err := s.pool.Exec(ctx, "INSERT INTO keygate_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+		prefixMetaPrefix+prefix, []byte(now().Format(time.RFC3339))); err != nil {
 		return fmt.Errorf("recording the key prefix: %w", err)
 	}
 	return nil
 }
 
-func (s *pgStore) Prefixes(ctx context.Context) ([]string, error) {
+func (s *pgStore) Prefixes(ctx context.Context) ([]RecordedPrefix, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT name FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
+	rows, err := s.pool.Query(ctx, "SELECT name, value FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("reading the key prefixes: %w", err)
 	}
 	defer rows.Close()
-	out := []string{}
+	out := []RecordedPrefix{}
 	for rows.Next() {
 		var name string
-		if err := rows.Scan(&name); err != nil {
+		var value []byte
+		if err := rows.Scan(&name, &value); err != nil {
 			return nil, fmt.Errorf("reading the key prefixes: %w", err)
 		}
-		out = append(out, strings.TrimPrefix(name, prefixMetaPrefix))
+		at, _ := time.Parse(time.RFC3339, string(value)) // zero for an unreadable value
+		out = append(out, RecordedPrefix{Prefix: strings.TrimPrefix(name, prefixMetaPrefix), At: at})
 	}
 	return out, rows.Err()
 }
@@ -384,7 +386,8 @@ func (s *pgStore) ResetPepperCheck(ctx context.Context) error {
 			return err
 		}
 		if n > 0 {
-			return fmt.Errorf("%w (%d): resetting the pepper would make every one of them unusable", ErrStoreNotEmpty, n)
+			return fmt.Errorf("%w (%d, revoked ones included): resetting the pepper would make every one of them unusable; "+
+				"to start over with another pepper, use a new store", ErrStoreNotEmpty, n)
 		}
 		_, err := tx.Exec(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'")
 		return err

@@ -42,14 +42,12 @@ func CheckStoreDir(dsn string) (warning string) {
 	if err != nil || !info.IsDir() {
 		return ""
 	}
-	perm := info.Mode().Perm()
-	switch {
-	case perm&0o022 != 0:
+	// The files are 0600; a directory others can only read (a home
+	// directory, typically) shows their names, which is no secret. One
+	// they can write lets them replace or delete the files.
+	if perm := info.Mode().Perm(); perm&0o022 != 0 {
 		return fmt.Sprintf("key store directory %s is writable by other users (mode %#o): they can replace or delete "+
 			"the key store and its pepper file; run: chmod 700 %s", dir, perm, dir)
-	case perm&0o077 != 0:
-		return fmt.Sprintf("key store directory %s is open to other users (mode %#o); the files in it are private, "+
-			"but keep the directory private too; run: chmod 700 %s", dir, perm, dir)
 	}
 	return ""
 }
@@ -84,8 +82,15 @@ func openSQLite(ctx context.Context, path string, opts Options) (*sqliteStore, e
 	s := &sqliteStore{db: db, path: path, opts: opts}
 	s.init = newReadiness(s.setup)
 	// A local file has no outage to wait out: every error here is one
-	// the operator must fix (permissions, a corrupt file, wrong pepper).
-	if err := s.init.ensure(ctx); err != nil {
+	// the operator must fix (permissions, a corrupt file, wrong pepper),
+	// except a lock another process holds while it creates or migrates the
+	// same new file (SQLite does not always wait for that one).
+	err = s.init.ensure(ctx)
+	for attempt := 0; attempt < 5 && isBusy(err) && ctx.Err() == nil; attempt++ {
+		time.Sleep(retryEvery)
+		err = s.init.ensure(ctx)
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -350,29 +355,31 @@ func (s *sqliteStore) AcceptPrefix(ctx context.Context, prefix string) error {
 	if err := s.init.ensure(ctx); err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, "INSERT INTO keygate_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-		prefixMetaPrefix+prefix, []byte{1}); err != nil {
+	if _, err := s.db.ExecContext(ctx, "INSERT INTO keygate_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+		prefixMetaPrefix+prefix, []byte(now().Format(time.RFC3339))); err != nil {
 		return fmt.Errorf("recording the key prefix: %w", err)
 	}
 	return nil
 }
 
-func (s *sqliteStore) Prefixes(ctx context.Context) ([]string, error) {
+func (s *sqliteStore) Prefixes(ctx context.Context) ([]RecordedPrefix, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT name FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
+	rows, err := s.db.QueryContext(ctx, "SELECT name, value FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("reading the key prefixes: %w", err)
 	}
 	defer rows.Close()
-	out := []string{}
+	out := []RecordedPrefix{}
 	for rows.Next() {
 		var name string
-		if err := rows.Scan(&name); err != nil {
+		var value []byte
+		if err := rows.Scan(&name, &value); err != nil {
 			return nil, fmt.Errorf("reading the key prefixes: %w", err)
 		}
-		out = append(out, strings.TrimPrefix(name, prefixMetaPrefix))
+		at, _ := time.Parse(time.RFC3339, string(value)) // zero for an unreadable value
+		out = append(out, RecordedPrefix{Prefix: strings.TrimPrefix(name, prefixMetaPrefix), At: at})
 	}
 	return out, rows.Err()
 }
@@ -393,10 +400,17 @@ func (s *sqliteStore) ResetPepperCheck(ctx context.Context) error {
 		return err
 	}
 	if n > 0 {
-		return fmt.Errorf("%w (%d): resetting the pepper would make every one of them unusable", ErrStoreNotEmpty, n)
+		return fmt.Errorf("%w (%d, revoked ones included): resetting the pepper would make every one of them unusable; "+
+			"to start over with another pepper, use a new store", ErrStoreNotEmpty, n)
 	}
 	if _, err := tx.ExecContext(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'"); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// isBusy reports whether err is SQLite's "database is locked".
+func isBusy(err error) bool {
+	var sqlErr *sqlite.Error
+	return errors.As(err, &sqlErr) && sqlErr.Code()&0xff == sqlite3.SQLITE_BUSY
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // TestCheckStoreDir: an embedded store's directory that other users can
-// enter or write draws a warning that says how to fix it.
+// write draws a warning that says how to fix it; one they can only read
+// (a home directory, typically) does not: the files in it are private.
 func TestCheckStoreDir(t *testing.T) {
 	parent := t.TempDir()
 	dsnIn := func(dir string, mode os.FileMode) string {
@@ -27,8 +28,9 @@ func TestCheckStoreDir(t *testing.T) {
 	}{
 		{"private", dsnIn("private", 0o700), nil},
 		{"owner only, no execute", dsnIn("owner", 0o600), nil},
-		{"readable by all", dsnIn("readable", 0o755), []string{"0755", "open to other users", "chmod 700 " + filepath.Join(parent, "readable")}},
-		{"group readable", dsnIn("group", 0o750), []string{"0750", "chmod 700"}},
+		{"readable by all", dsnIn("readable", 0o755), nil},
+		{"group readable", dsnIn("group", 0o750), nil},
+		{"writable by all", dsnIn("writable", 0o757), []string{"0757", "writable by other users", "chmod 700 " + filepath.Join(parent, "writable")}},
 		{"writable by group", dsnIn("groupw", 0o770), []string{"0770", "writable by other users", "replace", "chmod 700"}},
 		{"world writable, sticky", dsnIn("sticky", 0o777|os.ModeSticky), []string{"0777", "writable by other users"}},
 		{"missing: Open will create it private", "sqlite:" + filepath.Join(parent, "none", "keys.db"), nil},

@@ -65,10 +65,12 @@ type Store interface {
 	// LISTEN/NOTIFY, SQLite polls a change log.
 	Watch(ctx context.Context, h ChangeHandler) error
 	// AcceptPrefix records that a gateway on this store accepts keys with
-	// prefix, so that the CLI can refuse to make keys no gateway accepts.
+	// prefix, as of now, so that the CLI can refuse to make keys no
+	// gateway accepts.
 	AcceptPrefix(ctx context.Context, prefix string) error
-	// Prefixes returns the prefixes gateways recorded, sorted.
-	Prefixes(ctx context.Context) ([]string, error)
+	// Prefixes returns the prefixes gateways recorded, with when each was
+	// last recorded, sorted by prefix.
+	Prefixes(ctx context.Context) ([]RecordedPrefix, error)
 	// ResetPepperCheck forgets the recorded pepper check, so that the
 	// next process with a pepper records its own: a way back from a
 	// mistyped first pepper. It refuses (ErrStoreNotEmpty) while the store
@@ -122,8 +124,16 @@ const (
 	SchemaAsIs
 )
 
-// prefixMetaPrefix starts the keygate_meta names of recorded prefixes.
+// prefixMetaPrefix starts the keygate_meta names of recorded prefixes;
+// the value is when the prefix was last recorded (RFC 3339).
 const prefixMetaPrefix = "prefix:"
+
+// RecordedPrefix is a key prefix a gateway accepted, and when it last
+// said so.
+type RecordedPrefix struct {
+	Prefix string
+	At     time.Time
+}
 
 // DSN kinds accepted by Open.
 const (
@@ -164,6 +174,9 @@ func ValidateDSN(dsn string) error {
 		}
 		if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 			return fmt.Errorf("sqlite path %q must be a plain file path without '?', '#' or 'file:'", path)
+		}
+		if rest := strings.TrimPrefix(dsn, schemeSQLite); strings.HasPrefix(rest, "//") && !strings.HasPrefix(rest, "///") {
+			return fmt.Errorf("sqlite DSN %q names the relative path %q: write sqlite:/absolute/path (or sqlite:///absolute/path)", dsn, path)
 		}
 		if strings.HasPrefix(path, "~") {
 			return fmt.Errorf("sqlite path %q: only ~/ (your home directory) is expanded, not ~user; use an absolute path", path)

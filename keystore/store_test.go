@@ -626,13 +626,15 @@ func TestStorePrefixes(t *testing.T) {
 		if p, err := s.Prefixes(ctx); err != nil || len(p) != 0 {
 			t.Fatalf("Prefixes of a new store: %v, %v", p, err)
 		}
+		start := time.Now().Add(-time.Second)
 		for _, p := range []string{"kg", "acme_live", "kg"} {
 			if err := s.AcceptPrefix(ctx, p); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if p, err := s.Prefixes(ctx); err != nil || !reflect.DeepEqual(p, []string{"acme_live", "kg"}) {
-			t.Fatalf("Prefixes: %v, %v", p, err)
+		p, err := s.Prefixes(ctx)
+		if err != nil || len(p) != 2 || p[0].Prefix != "acme_live" || p[1].Prefix != "kg" || p[0].At.Before(start) || p[1].At.Before(p[0].At) {
+			t.Fatalf("Prefixes: %+v, %v", p, err)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -225,7 +226,8 @@ func TestMisplacedKeysAreTold(t *testing.T) {
 	g := newGateway(t, sb)
 	g.start(apiKeySite(g, up, "from bearer\n\t\tfrom query api_key"))
 	k := sb.createKey("client")
-	for _, auth := range []string{k.Key, "Token " + k.Key, "Bearer\t" + k.Key, "ApiKey key=" + k.Key} {
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(k.Key+":")) // curl -u "$KEY:"
+	for _, auth := range []string{k.Key, "Token " + k.Key, "Bearer\t" + k.Key, "ApiKey key=" + k.Key, basic} {
 		r := get(t, g.url+"/", "Authorization", auth)
 		wantStatus(t, "Authorization: "+auth[:10]+"…", r, http.StatusUnauthorized)
 		p := r.problem(t)

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -247,5 +248,45 @@ func TestWarnsAboutLenientTrustedProxies(t *testing.T) {
 				t.Errorf("the warning was given more than once")
 			}
 		})
+	}
+}
+
+// TestValidateTouchesNoStore: `caddy validate` checks a configuration; it
+// creates no store and no pepper file, and records nothing.
+func TestValidateTouchesNoStore(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, sqliteStore)
+	dir := filepath.Join(t.TempDir(), "new")
+	cfg := fmt.Sprintf("{\n\tadmin off\n\tauto_https off\n}\n\nhttp://127.0.0.1:%d {\n\tapi_key {\n\t\tdatabase sqlite:%s/keys.db\n\t}\n\trespond ok\n}\n",
+		freePort(t), dir)
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := sb.run("validate", "--config", path, "--adapter", "caddyfile"); res.code != 0 {
+		t.Fatalf("validate failed: %s", res)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("validate created %s (%v)", dir, err)
+	}
+	// A store that exists is not written either: its pepper check stays
+	// unrecorded, so a later gateway with another pepper is not refused.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sb.mustCLI("migrate", "--database", "sqlite:"+dir+"/keys.db")
+	before, err := os.ReadFile(filepath.Join(dir, "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := sb.run("validate", "--config", path, "--adapter", "caddyfile"); res.code != 0 {
+		t.Fatalf("validate failed: %s", res)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "keys.db"))
+	if !bytes.Equal(before, after) {
+		t.Error("validate changed the store file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys.db.pepper")); !os.IsNotExist(err) {
+		t.Errorf("validate created a pepper file (%v)", err)
 	}
 }
