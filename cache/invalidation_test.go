@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testkeys"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -93,7 +94,7 @@ func TestInvalidatorWithSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	format, _ := keystore.NewFormat("")
-	_, rec, err := keystore.Issue(ctx, cli, format, hasher, keystore.NewKeyParams{Name: "a"})
+	_, rec, err := testkeys.Issue(ctx, cli, format, hasher, keystore.NewKeyParams{Name: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestInvalidatorWithSQLite(t *testing.T) {
 		t.Fatalf("before revocation: %v %+v", err, k)
 	}
 	start := time.Now()
-	if _, _, err := cli.Revoke(ctx, rec.ID, time.Now()); err != nil {
+	if _, _, err := testkeys.Revoke(ctx, cli, rec.ID); err != nil {
 		t.Fatal(err)
 	}
 	for {

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/keygate/keygate/internal/testkeys"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -33,7 +34,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	defer store.Close()
 	hasher, _ := keystore.NewHasher([]byte(pepper))
 	format, _ := keystore.NewFormat("")
-	key, _, err := keystore.Issue(context.Background(), store, format, hasher, keystore.NewKeyParams{Name: "bench", Owner: "acme", Scopes: []string{"a"}})
+	key, _, err := testkeys.Issue(context.Background(), store, format, hasher, keystore.NewKeyParams{Name: "bench", Owner: "acme", Scopes: []string{"a"}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"regexp"
 	"slices"
 	"strconv"
@@ -24,7 +25,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "api-key",
-		Usage: "<create|list|show|revoke|migrate|reset-pepper> [flags]",
+		Usage: "<create|list|show|revoke|audit|migrate|reset-pepper> [flags]",
 		Short: "Manages Keygate API keys",
 		Long: `
 Creates, lists, shows and revokes the API keys that the api_key handler
@@ -62,7 +63,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), auditCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }
@@ -72,6 +73,7 @@ type cliEnv struct {
 	dsn        string
 	pepper     string // --pepper, placeholders not yet replaced
 	pepperFile string // --pepper-file
+	actor      string // who makes the change, for commands that change keys
 	newStore   bool   // the embedded store did not exist before this command
 	timeout    time.Duration
 	ctx        context.Context
@@ -117,8 +119,14 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	var actor string
+	if flags.Lookup("actor") != nil {
+		if actor, err = actorOf(cmd); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, timeout: timeout,
+	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, actor: actor, timeout: timeout,
 		ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: errOut}, nil
 }
 
@@ -207,6 +215,7 @@ func createCommand() *cobra.Command {
 	c.Flags().StringArray("metadata", nil, "Metadata as key=value; repeat for more")
 	c.Flags().String("prefix", "", "Key prefix; must match the gateway's (env KEYGATE_PREFIX; default kg)")
 	c.Flags().Bool("json", false, "Print a JSON object instead of text")
+	addActorFlag(c)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		flags := cmd.Flags()
 		var p keystore.NewKeyParams
@@ -247,7 +256,8 @@ func createCommand() *cobra.Command {
 			if err := checkPrefix(e, s, format.Prefix()); err != nil {
 				return err
 			}
-			key, rec, err := keystore.Issue(e.ctx, s, format, h, p)
+			lc := &keystore.Lifecycle{Store: s, Format: format, Hasher: h}
+			key, rec, err := lc.Create(e.ctx, e.actor, p)
 			if err != nil {
 				return fmt.Errorf("creating key: %w", err)
 			}
@@ -345,9 +355,9 @@ func showCommand() *cobra.Command {
 }
 
 func revokeCommand() *cobra.Command {
-	return keyCommand("revoke ID [--json]", "Revokes a key", "Print the revoked key as a JSON object",
+	c := keyCommand("revoke ID [--actor NAME] [--json]", "Revokes a key", "Print the revoked key as a JSON object",
 		func(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
-			k, changed, err := s.Revoke(e.ctx, id, time.Now())
+			k, changed, err := (&keystore.Lifecycle{Store: s}).Revoke(e.ctx, e.actor, id)
 			if err != nil {
 				return err
 			}
@@ -364,6 +374,36 @@ func revokeCommand() *cobra.Command {
 			}
 			return nil
 		})
+	addActorFlag(c)
+	return c
+}
+
+// addActorFlag adds --actor to a command that changes keys.
+func addActorFlag(c *cobra.Command) {
+	c.Flags().String("actor", "", "Who makes the change, as recorded in the audit trail (default: cli:<your OS user name>)")
+}
+
+// actorOf returns the actor a change is recorded with: --actor, else
+// "cli:" and the OS user running the command.
+func actorOf(cmd *cobra.Command) (string, error) {
+	actor, _ := cmd.Flags().GetString("actor")
+	if cmd.Flags().Changed("actor") {
+		if err := keystore.ValidateActor(actor); err != nil {
+			return "", fmt.Errorf("--actor: %v", err)
+		}
+		return actor, nil
+	}
+	name := strconv.Itoa(os.Getuid())
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	} else if env := os.Getenv("USER"); env != "" {
+		name = env
+	}
+	actor = "cli:" + name
+	if keystore.ValidateActor(actor) != nil {
+		return "", errors.New("your OS user name cannot be recorded as the actor of this change: name one with --actor")
+	}
+	return actor, nil
 }
 
 // keyCommand is a subcommand that acts on one key named by its id: the id
@@ -545,29 +585,35 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
+	t, err := parseWhen("--expires", s, now, 1)
+	if err == nil && !t.After(now) {
+		return time.Time{}, fmt.Errorf("--expires %s is in the past", s)
+	}
+	return t, err
+}
+
+// parseWhen reads a time given as a duration from now (2w, 30d, 12h; the
+// future when sign is 1, the past when -1) or as a time (RFC 3339, or
+// YYYY-MM-DD in UTC).
+func parseWhen(flag, s string, now time.Time, sign time.Duration) (time.Time, error) {
+	d, err := caddy.ParseDuration(s)
 	if n, ok := strings.CutSuffix(s, "w"); ok {
-		if w, err := strconv.Atoi(n); err == nil {
-			if w <= 0 {
-				return time.Time{}, fmt.Errorf("--expires %s: the duration must be positive", s)
-			}
-			return now.Add(time.Duration(w) * 7 * 24 * time.Hour), nil
+		if w, werr := strconv.Atoi(n); werr == nil {
+			d, err = time.Duration(w)*7*24*time.Hour, nil
 		}
 	}
-	if d, err := caddy.ParseDuration(s); err == nil {
+	if err == nil {
 		if d <= 0 {
-			return time.Time{}, fmt.Errorf("--expires %s: the duration must be positive", s)
+			return time.Time{}, fmt.Errorf("%s %s: the duration must be positive", flag, s)
 		}
-		return now.Add(d), nil
+		return now.Add(sign * d), nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
-			if !t.After(now) {
-				return time.Time{}, fmt.Errorf("--expires %s is in the past", s)
-			}
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("--expires %q is neither a duration (2w, 30d, 12h) nor a time (2027-01-31T00:00:00Z, 2027-01-31)", s)
+	return time.Time{}, fmt.Errorf("%s %q is neither a duration (2w, 30d, 12h) nor a time (2027-01-31T00:00:00Z, 2027-01-31)", flag, s)
 }
 
 func parseMetadata(pairs []string) (map[string]string, error) {

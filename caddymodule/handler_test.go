@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/testkeys"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -73,7 +74,7 @@ func (ts *testStore) issue(t *testing.T, p keystore.NewKeyParams) (string, *keys
 	if p.Name == "" {
 		p.Name = "test key"
 	}
-	key, rec, err := keystore.Issue(context.Background(), ts.store, ts.format, ts.hasher, p)
+	key, rec, err := testkeys.Issue(context.Background(), ts.store, ts.format, ts.hasher, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func (ts *testStore) issue(t *testing.T, p keystore.NewKeyParams) (string, *keys
 
 func (ts *testStore) revoke(t *testing.T, id string) {
 	t.Helper()
-	if _, changed, err := ts.store.Revoke(context.Background(), id, time.Now()); err != nil || !changed {
+	if _, changed, err := testkeys.Revoke(context.Background(), ts.store, id); err != nil || !changed {
 		t.Fatalf("revoking %s: changed %v, %v", id, changed, err)
 	}
 }

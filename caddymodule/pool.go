@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -37,13 +38,23 @@ type verifierKey struct {
 type sharedStore struct {
 	keystore.Store
 	invalidator *cache.Invalidator
+	stopHeads   context.CancelFunc
+	headsDone   chan struct{}
 }
 
 func newSharedStore(s keystore.Store, dsn string) *sharedStore {
 	logger := caddy.Log().Named("http.handlers.api_key")
 	db := keystore.RedactDSN(dsn)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		logAuditHeads(ctx, s, logger.With(zap.String("database", db)), auditHeadEvery)
+	}()
 	return &sharedStore{
-		Store: s,
+		Store:     s,
+		stopHeads: stop,
+		headsDone: done,
 		invalidator: cache.StartInvalidator(s, func(ok bool, err error) {
 			if ok {
 				logger.Info("watching key store for changes", zap.String("database", db))
@@ -56,6 +67,8 @@ func newSharedStore(s keystore.Store, dsn string) *sharedStore {
 }
 
 func (s *sharedStore) Destruct() error {
+	s.stopHeads()
+	<-s.headsDone
 	s.invalidator.Stop()
 	s.Store.Close()
 	return nil
@@ -102,4 +115,40 @@ func acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifier, err
 		return nil, err
 	}
 	return val.(*sharedVerifier), nil
+}
+
+// auditHeadEvery is how often a gateway logs the audit chain's head; a
+// failed read is retried after auditHeadRetry.
+const (
+	auditHeadEvery = time.Hour
+	auditHeadRetry = time.Minute
+)
+
+// logAuditHeads logs the audit chain's head ("audit chain head", SEQ:HASH)
+// at start and every interval until ctx ends, so that the operator's log
+// pipeline keeps a copy outside the database to verify the chain against
+// (`caddy api-key audit --verify --head SEQ:HASH`).
+func logAuditHeads(ctx context.Context, s keystore.Store, logger *zap.Logger, every time.Duration) {
+	for {
+		wait := every
+		readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		head, err := s.Head(readCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			wait = min(every, auditHeadRetry)
+			logger.Warn("could not read the audit chain head; retrying", zap.Duration("retry_in", wait), zap.Error(err))
+		case head.Seq == 0:
+			logger.Info("audit chain head", zap.String("head", ""), zap.Int64("events", 0))
+		default:
+			logger.Info("audit chain head", zap.String("head", head.String()), zap.Int64("events", head.Seq))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }

@@ -1,54 +1,44 @@
 package keystore
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
 )
 
-// Issue creates a key with the caller's parameters and stores its record.
-// The returned key string is the only copy there will ever be: the store
-// keeps its digest.
-func Issue(ctx context.Context, s Store, f Format, h *Hasher, p NewKeyParams) (string, *Key, error) {
-	created := now()
-	if err := p.Validate(created); err != nil {
-		return "", nil, err
+// newKey generates a key for p and the record the store keeps of it. The
+// returned key string is the only copy there will ever be: the record
+// holds its digest.
+func newKey(f Format, h *Hasher, p NewKeyParams, created time.Time) (string, *Key, error) {
+	key, _, err := f.Generate()
+	if err != nil {
+		return "", nil, fmt.Errorf("generating key: %w", err)
 	}
-	// Ids carry 71 random bits; a collision is practically impossible but
-	// costs nothing to survive.
-	for attempt := 0; attempt < 3; attempt++ {
-		key, _, err := f.Generate()
-		if err != nil {
-			return "", nil, fmt.Errorf("generating key: %w", err)
-		}
-		parsed, err := f.Parse(key)
-		if err != nil {
-			return "", nil, fmt.Errorf("generated key failed its own format check: %w", err)
-		}
-		rec := &Key{
-			ID:        parsed.ID,
-			Name:      p.Name,
-			Owner:     p.Owner,
-			Scopes:    p.Scopes,
-			Metadata:  p.Metadata,
-			Hint:      Hint(parsed),
-			CreatedAt: created,
-			ExpiresAt: truncate(p.ExpiresAt),
-			Digest:    h.Digest(parsed),
-		}
-		normalize(rec)
-		err = s.Insert(ctx, rec)
-		if errors.Is(err, ErrDuplicate) {
-			continue
-		}
-		if err != nil {
-			return "", nil, err
-		}
-		return key, rec, nil
+	parsed, err := f.Parse(key)
+	if err != nil {
+		return "", nil, fmt.Errorf("generated key failed its own format check: %w", err)
 	}
-	return "", nil, errors.New("could not find a free key id after 3 attempts")
+	rec := &Key{
+		ID:        parsed.ID,
+		Name:      p.Name,
+		Owner:     p.Owner,
+		Scopes:    p.Scopes,
+		Metadata:  p.Metadata,
+		Hint:      Hint(parsed),
+		CreatedAt: created,
+		ExpiresAt: truncate(p.ExpiresAt),
+		Digest:    h.Digest(parsed),
+	}
+	normalize(rec)
+	return key, rec, nil
 }
+
+// idAttempts bounds the retries after an id collision. Ids carry 71
+// random bits; a collision is practically impossible but costs nothing
+// to survive.
+const idAttempts = 3
+
+var errNoFreeID = errors.New("could not find a free key id after 3 attempts")
 
 func truncate(t time.Time) time.Time {
 	if t.IsZero() {

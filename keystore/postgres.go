@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/keygate/keygate/audit"
 )
 
 // pgStore is the PostgreSQL Store, shared by every gateway instance of a
@@ -209,23 +210,6 @@ func scanPGKey(row pgx.Row) (*Key, error) {
 	return &k, nil
 }
 
-func (s *pgStore) Insert(ctx context.Context, k *Key) error {
-	if err := s.init.ensure(ctx); err != nil {
-		return err
-	}
-	_, err := s.pool.Exec(ctx, "INSERT INTO keygate_keys ("+pgKeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-		k.ID, k.Digest[:], k.Name, k.Owner, nonNilScopes(k.Scopes), nonNilMetadata(k.Metadata), k.Hint,
-		k.CreatedAt, nullTime(k.ExpiresAt), nullTime(k.RevokedAt))
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return ErrDuplicate
-	}
-	if err != nil {
-		return fmt.Errorf("inserting key %s: %w", k.ID, err)
-	}
-	return nil
-}
-
 func (s *pgStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return nil, err
@@ -247,17 +231,6 @@ func (s *pgStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("looking up key: %w", err)
-	}
-	return k, err
-}
-
-func (s *pgStore) Get(ctx context.Context, id string) (*Key, error) {
-	if err := s.init.ensure(ctx); err != nil {
-		return nil, err
-	}
-	k, err := scanPGKey(s.pool.QueryRow(ctx, "SELECT "+pgKeyColumns+" FROM keygate_keys WHERE id = $1", id))
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("reading key %s: %w", id, err)
 	}
 	return k, err
 }
@@ -293,23 +266,6 @@ func (s *pgStore) List(ctx context.Context, f ListFilter) ([]*Key, error) {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	return out, nil
-}
-
-func (s *pgStore) Revoke(ctx context.Context, id string, at time.Time) (*Key, bool, error) {
-	if err := s.init.ensure(ctx); err != nil {
-		return nil, false, err
-	}
-	k, err := scanPGKey(s.pool.QueryRow(ctx,
-		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING "+pgKeyColumns, id, at.UTC()))
-	if err == nil {
-		return k, true, nil
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return nil, false, fmt.Errorf("revoking key %s: %w", id, err)
-	}
-	// Either there is no such key or it was revoked before.
-	k, err = s.Get(ctx, id)
-	return k, false, err
 }
 
 func (s *pgStore) Close() { s.pool.Close() }
@@ -392,4 +348,141 @@ func (s *pgStore) ResetPepperCheck(ctx context.Context) error {
 		_, err := tx.Exec(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'")
 		return err
 	})
+}
+
+// pgQuerier is what the pool and a transaction share: each operation is
+// written once and runs in either.
+type pgQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func (s *pgStore) Get(ctx context.Context, id string) (*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	return pgGet(ctx, s.pool, id)
+}
+
+func pgInsert(ctx context.Context, q pgQuerier, k *Key) error {
+	_, err := q.Exec(ctx, "INSERT INTO keygate_keys ("+pgKeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		k.ID, k.Digest[:], k.Name, k.Owner, nonNilScopes(k.Scopes), nonNilMetadata(k.Metadata), k.Hint,
+		k.CreatedAt, nullTime(k.ExpiresAt), nullTime(k.RevokedAt))
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("inserting key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+func pgGet(ctx context.Context, q pgQuerier, id string) (*Key, error) {
+	k, err := scanPGKey(q.QueryRow(ctx, "SELECT "+pgKeyColumns+" FROM keygate_keys WHERE id = $1", id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("reading key %s: %w", id, err)
+	}
+	return k, err
+}
+
+func pgRevoke(ctx context.Context, q pgQuerier, id string, at time.Time) (*Key, bool, error) {
+	k, err := scanPGKey(q.QueryRow(ctx,
+		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING "+pgKeyColumns, id, at.UTC()))
+	if err == nil {
+		return k, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("revoking key %s: %w", id, err)
+	}
+	// Either there is no such key or it was revoked before.
+	k, err = pgGet(ctx, q, id)
+	return k, false, err
+}
+
+// Change runs f in one transaction.
+func (s *pgStore) Change(ctx context.Context, f func(Tx) error) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return f(pgTx{tx}) })
+}
+
+type pgTx struct{ tx pgx.Tx }
+
+func (t pgTx) Get(ctx context.Context, id string) (*Key, error) { return pgGet(ctx, t.tx, id) }
+func (t pgTx) Insert(ctx context.Context, k *Key) error         { return pgInsert(ctx, t.tx, k) }
+func (t pgTx) Revoke(ctx context.Context, id string, at time.Time) (*Key, bool, error) {
+	return pgRevoke(ctx, t.tx, id, at)
+}
+
+// Append serialises appenders on a lock of the audit table that only
+// writers take (SHARE ROW EXCLUSIVE conflicts with itself, not with
+// readers), held until the transaction ends: the head read here is still
+// the head when the event is inserted, in every process.
+func (t pgTx) Append(ctx context.Context, e *audit.Event) error {
+	if _, err := t.tx.Exec(ctx, "LOCK TABLE keygate_audit IN SHARE ROW EXCLUSIVE MODE"); err != nil {
+		return fmt.Errorf("appending an audit event: %w", err)
+	}
+	seq, prev, err := pgHead(ctx, t.tx)
+	if err != nil {
+		return err
+	}
+	audit.Seal(e, seq, prev)
+	if _, err := t.tx.Exec(ctx, "INSERT INTO keygate_audit (seq, at, actor, action, key_id, owner, before, after, prev, hash) "+
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		e.Seq, e.Time, e.Actor, e.Action, e.KeyID, e.Owner, e.Before, e.After, e.Prev, e.Hash); err != nil {
+		return fmt.Errorf("appending an audit event: %w", err)
+	}
+	return nil
+}
+
+func pgHead(ctx context.Context, q pgQuerier) (int64, []byte, error) {
+	var seq int64
+	var hash []byte
+	err := q.QueryRow(ctx, "SELECT seq, hash FROM keygate_audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the audit chain's head: %w", err)
+	}
+	return seq, hash, nil
+}
+
+func (s *pgStore) Head(ctx context.Context) (audit.Head, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return audit.Head{}, err
+	}
+	seq, hash, err := pgHead(ctx, s.pool)
+	return audit.Head{Seq: seq, Hash: hash}, err
+}
+
+func (s *pgStore) Events(ctx context.Context, f audit.Filter, each func(*audit.Event) error) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	var since *time.Time
+	if !f.Since.IsZero() {
+		since = &f.Since
+	}
+	rows, err := s.pool.Query(ctx, "SELECT seq, at, actor, action, key_id, owner, before, after, prev, hash FROM keygate_audit "+
+		"WHERE seq > $1 AND ($2 = '' OR key_id = $2) AND ($3 = '' OR owner = $3) AND ($4::timestamptz IS NULL OR at >= $4) ORDER BY seq",
+		f.AfterSeq, f.KeyID, f.Owner, since)
+	if err != nil {
+		return fmt.Errorf("reading audit events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e audit.Event
+		if err := rows.Scan(&e.Seq, &e.Time, &e.Actor, &e.Action, &e.KeyID, &e.Owner, &e.Before, &e.After, &e.Prev, &e.Hash); err != nil {
+			return fmt.Errorf("reading audit events: %w", err)
+		}
+		e.Time = e.Time.UTC()
+		if err := each(&e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/audit"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -252,31 +253,6 @@ func micros(t time.Time) sql.NullInt64 {
 	return sql.NullInt64{Int64: t.UnixMicro(), Valid: true}
 }
 
-func (s *sqliteStore) Insert(ctx context.Context, k *Key) error {
-	if err := s.init.ensure(ctx); err != nil {
-		return err
-	}
-	scopes, err := json.Marshal(nonNilScopes(k.Scopes))
-	if err != nil {
-		return err
-	}
-	metadata, err := json.Marshal(nonNilMetadata(k.Metadata))
-	if err != nil {
-		return err
-	}
-	_, err = s.db.ExecContext(ctx, "INSERT INTO keygate_keys ("+sqliteKeyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-		k.ID, k.Digest[:], k.Name, k.Owner, string(scopes), string(metadata), k.Hint,
-		k.CreatedAt.UnixMicro(), micros(k.ExpiresAt), micros(k.RevokedAt))
-	var sqlErr *sqlite.Error
-	if errors.As(err, &sqlErr) && (sqlErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqlErr.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
-		return ErrDuplicate
-	}
-	if err != nil {
-		return fmt.Errorf("inserting key %s: %w", k.ID, err)
-	}
-	return nil
-}
-
 func (s *sqliteStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
 	if err := s.init.ensure(ctx); err != nil {
 		return nil, err
@@ -284,17 +260,6 @@ func (s *sqliteStore) Lookup(ctx context.Context, d Digest) (*Key, error) {
 	k, err := scanSQLiteKey(s.db.QueryRowContext(ctx, "SELECT "+sqliteKeyColumns+" FROM keygate_keys WHERE digest = ?", d[:]))
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("looking up key: %w", err)
-	}
-	return k, err
-}
-
-func (s *sqliteStore) Get(ctx context.Context, id string) (*Key, error) {
-	if err := s.init.ensure(ctx); err != nil {
-		return nil, err
-	}
-	k, err := scanSQLiteKey(s.db.QueryRowContext(ctx, "SELECT "+sqliteKeyColumns+" FROM keygate_keys WHERE id = ?", id))
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("reading key %s: %w", id, err)
 	}
 	return k, err
 }
@@ -330,22 +295,6 @@ func (s *sqliteStore) List(ctx context.Context, f ListFilter) ([]*Key, error) {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	return out, nil
-}
-
-func (s *sqliteStore) Revoke(ctx context.Context, id string, at time.Time) (*Key, bool, error) {
-	if err := s.init.ensure(ctx); err != nil {
-		return nil, false, err
-	}
-	k, err := scanSQLiteKey(s.db.QueryRowContext(ctx,
-		"UPDATE keygate_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING "+sqliteKeyColumns, at.UnixMicro(), id))
-	if err == nil {
-		return k, true, nil
-	}
-	if !errors.Is(err, ErrNotFound) {
-		return nil, false, fmt.Errorf("revoking key %s: %w", id, err)
-	}
-	k, err = s.Get(ctx, id)
-	return k, false, err
 }
 
 func (s *sqliteStore) Close() { s.db.Close() }
@@ -413,4 +362,153 @@ func (s *sqliteStore) ResetPepperCheck(ctx context.Context) error {
 func isBusy(err error) bool {
 	var sqlErr *sqlite.Error
 	return errors.As(err, &sqlErr) && sqlErr.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
+// sqlQuerier is what the database and a transaction share: each
+// operation is written once and runs in either.
+type sqlQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *sqliteStore) Get(ctx context.Context, id string) (*Key, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	return sqliteGet(ctx, s.db, id)
+}
+
+func sqliteInsert(ctx context.Context, q sqlQuerier, k *Key) error {
+	scopes, err := json.Marshal(nonNilScopes(k.Scopes))
+	if err != nil {
+		return err
+	}
+	metadata, err := json.Marshal(nonNilMetadata(k.Metadata))
+	if err != nil {
+		return err
+	}
+	_, err = q.ExecContext(ctx, "INSERT INTO keygate_keys ("+sqliteKeyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		k.ID, k.Digest[:], k.Name, k.Owner, string(scopes), string(metadata), k.Hint,
+		k.CreatedAt.UnixMicro(), micros(k.ExpiresAt), micros(k.RevokedAt))
+	var sqlErr *sqlite.Error
+	if errors.As(err, &sqlErr) && (sqlErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqlErr.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("inserting key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+func sqliteGet(ctx context.Context, q sqlQuerier, id string) (*Key, error) {
+	k, err := scanSQLiteKey(q.QueryRowContext(ctx, "SELECT "+sqliteKeyColumns+" FROM keygate_keys WHERE id = ?", id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("reading key %s: %w", id, err)
+	}
+	return k, err
+}
+
+func sqliteRevoke(ctx context.Context, q sqlQuerier, id string, at time.Time) (*Key, bool, error) {
+	k, err := scanSQLiteKey(q.QueryRowContext(ctx,
+		"UPDATE keygate_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING "+sqliteKeyColumns, at.UnixMicro(), id))
+	if err == nil {
+		return k, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, false, fmt.Errorf("revoking key %s: %w", id, err)
+	}
+	// Either there is no such key or it was revoked before.
+	k, err = sqliteGet(ctx, q, id)
+	return k, false, err
+}
+
+// Change runs f in one transaction. _txlock=immediate takes SQLite's
+// write lock at BEGIN: transactions of every process run one after the
+// other, which is what keeps the audit chain one chain.
+func (s *sqliteStore) Change(ctx context.Context, f func(Tx) error) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("starting a change: %w", err)
+	}
+	defer tx.Rollback()
+	if err := f(sqliteTx{tx}); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+type sqliteTx struct{ tx *sql.Tx }
+
+func (t sqliteTx) Get(ctx context.Context, id string) (*Key, error) { return sqliteGet(ctx, t.tx, id) }
+func (t sqliteTx) Insert(ctx context.Context, k *Key) error         { return sqliteInsert(ctx, t.tx, k) }
+func (t sqliteTx) Revoke(ctx context.Context, id string, at time.Time) (*Key, bool, error) {
+	return sqliteRevoke(ctx, t.tx, id, at)
+}
+
+func (t sqliteTx) Append(ctx context.Context, e *audit.Event) error {
+	seq, prev, err := sqliteHead(ctx, t.tx)
+	if err != nil {
+		return err
+	}
+	audit.Seal(e, seq, prev)
+	if _, err := t.tx.ExecContext(ctx, "INSERT INTO keygate_audit (seq, at, actor, action, key_id, owner, before, after, prev, hash) "+
+		"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		e.Seq, e.Time.UnixMicro(), e.Actor, e.Action, e.KeyID, e.Owner, e.Before, e.After, e.Prev, e.Hash); err != nil {
+		return fmt.Errorf("appending an audit event: %w", err)
+	}
+	return nil
+}
+
+func sqliteHead(ctx context.Context, q sqlQuerier) (int64, []byte, error) {
+	var seq int64
+	var hash []byte
+	err := q.QueryRowContext(ctx, "SELECT seq, hash FROM keygate_audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the audit chain's head: %w", err)
+	}
+	return seq, hash, nil
+}
+
+func (s *sqliteStore) Head(ctx context.Context) (audit.Head, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return audit.Head{}, err
+	}
+	seq, hash, err := sqliteHead(ctx, s.db)
+	return audit.Head{Seq: seq, Hash: hash}, err
+}
+
+func (s *sqliteStore) Events(ctx context.Context, f audit.Filter, each func(*audit.Event) error) error {
+	if err := s.init.ensure(ctx); err != nil {
+		return err
+	}
+	var since any
+	if !f.Since.IsZero() {
+		since = f.Since.UnixMicro()
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, at, actor, action, key_id, owner, before, after, prev, hash FROM keygate_audit "+
+		"WHERE seq > ?1 AND (?2 = '' OR key_id = ?2) AND (?3 = '' OR owner = ?3) AND (?4 IS NULL OR at >= ?4) ORDER BY seq",
+		f.AfterSeq, f.KeyID, f.Owner, since)
+	if err != nil {
+		return fmt.Errorf("reading audit events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e audit.Event
+		var at int64
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.KeyID, &e.Owner, &e.Before, &e.After, &e.Prev, &e.Hash); err != nil {
+			return fmt.Errorf("reading audit events: %w", err)
+		}
+		e.Time = time.UnixMicro(at).UTC()
+		if err := each(&e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/audit"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,22 +39,45 @@ var (
 	ErrSchemaTooNew = errors.New("the key store's schema is newer than this Keygate build; upgrade Keygate")
 )
 
-// Store keeps key records. Implementations are safe for concurrent use.
-// Every method honours the context's deadline.
-type Store interface {
+// Tx is one transaction of key changes and the audit events that record
+// them: they commit together or not at all. Append the event after the
+// change it records: Append holds the chain's head until the transaction
+// ends, and every writer taking rows first and the head last cannot
+// deadlock.
+type Tx interface {
+	Get(ctx context.Context, id string) (*Key, error)
 	// Insert adds a new key. It fails with ErrDuplicate if the id or
 	// digest is taken.
 	Insert(ctx context.Context, k *Key) error
+	// Revoke marks the key revoked at the given time. Revoking a revoked
+	// key changes nothing and reports changed == false.
+	Revoke(ctx context.Context, id string, at time.Time) (k *Key, changed bool, err error)
+	// Append adds e to the audit chain: the store holds the chain's head,
+	// serialised with every other writer in every process, and calls
+	// audit.Seal to number, link and hash e.
+	Append(ctx context.Context, e *audit.Event) error
+}
+
+// Store keeps key records. Implementations are safe for concurrent use.
+// Every method honours the context's deadline. Keys change only in a
+// Change transaction, which is where their audit events are appended:
+// Lifecycle is the one caller.
+type Store interface {
 	// Lookup returns the key with digest d, or ErrNotFound. This is the
 	// request path's only query.
 	Lookup(ctx context.Context, d Digest) (*Key, error)
+	// Change runs f in one transaction: key changes and the audit events
+	// that record them commit together or not at all.
+	Change(ctx context.Context, f func(Tx) error) error
+	// Events calls each for the audit events f selects, in chain order.
+	Events(ctx context.Context, f audit.Filter, each func(*audit.Event) error) error
+	// Head returns the audit chain's last sequence number and hash (Seq 0
+	// while it is empty).
+	Head(ctx context.Context) (audit.Head, error)
 	// Get returns the key with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Key, error)
 	// List returns keys ordered by creation time, then id.
 	List(ctx context.Context, f ListFilter) ([]*Key, error)
-	// Revoke marks the key revoked at the given time. Revoking a revoked
-	// key changes nothing and reports changed == false.
-	Revoke(ctx context.Context, id string, at time.Time) (k *Key, changed bool, err error)
 	// Migrate applies pending schema migrations and returns the versions
 	// it applied. Opening a store migrates too (unless Options.Schema
 	// says otherwise); this is for operators who want a separate step.

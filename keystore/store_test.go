@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +29,9 @@ type storeKind struct {
 	// dump returns everything the store holds, as text, for the
 	// "no key material at rest" check.
 	dump func(t *testing.T, dsn string) string
+	// exec runs SQL on the store behind Keygate's back, as someone with
+	// access to the database would.
+	exec func(t *testing.T, dsn, sql string)
 }
 
 var storeKinds = []storeKind{
@@ -46,6 +50,16 @@ var storeKinds = []storeKind{
 			}
 			return string(all)
 		},
+		exec: func(t *testing.T, dsn, query string) {
+			db, err := sql.Open("sqlite", SQLitePath(dsn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec(query); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+		},
 	},
 	{
 		name:   "postgres",
@@ -56,6 +70,17 @@ var storeKinds = []storeKind{
 				t.Fatalf("pg_dump: %v\n%s", err, out)
 			}
 			return string(out)
+		},
+		exec: func(t *testing.T, dsn, query string) {
+			ctx := ctxT(t)
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			if _, err := conn.Exec(ctx, query); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
 		},
 	},
 }
@@ -100,7 +125,7 @@ func TestStoreIssueLookupGet(t *testing.T) {
 		s := openT(t, kind.newDSN(t), Options{PepperCheck: h.PepperCheck()})
 		f := mustFormat(t, "kg")
 		exp := time.Now().Add(time.Hour)
-		key, rec, err := Issue(ctx, s, f, h, NewKeyParams{
+		key, rec, err := issueKey(ctx, s, f, h, NewKeyParams{
 			Name:      "billing sync",
 			Owner:     "acme",
 			Scopes:    []string{"write:orders", "read:orders", "read:orders"},
@@ -151,21 +176,21 @@ func TestStoreNotFoundAndDuplicate(t *testing.T) {
 		if _, err := s.Get(ctx, "AAAAAAAAAAAA"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Get of unknown id: %v", err)
 		}
-		if _, _, err := s.Revoke(ctx, "AAAAAAAAAAAA", time.Now()); !errors.Is(err, ErrNotFound) {
+		if _, _, err := revokeAt(ctx, s, "AAAAAAAAAAAA", time.Now()); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Revoke of unknown id: %v", err)
 		}
-		_, rec, err := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+		_, rec, err := issueKey(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		dupID := *rec
 		dupID.Digest = Digest{9}
-		if err := s.Insert(ctx, &dupID); !errors.Is(err, ErrDuplicate) {
+		if err := insertKey(ctx, s, &dupID); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("Insert with a taken id: %v", err)
 		}
 		dupDigest := *rec
 		dupDigest.ID = "BBBBBBBBBBBB"
-		if err := s.Insert(ctx, &dupDigest); !errors.Is(err, ErrDuplicate) {
+		if err := insertKey(ctx, s, &dupDigest); !errors.Is(err, ErrDuplicate) {
 			t.Fatalf("Insert with a taken digest: %v", err)
 		}
 	})
@@ -176,16 +201,16 @@ func TestStoreRevoke(t *testing.T) {
 		ctx := ctxT(t)
 		h := testHasher(t)
 		s := openT(t, kind.newDSN(t), Options{})
-		_, rec, err := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+		_, rec, err := issueKey(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		at := time.Now().UTC().Truncate(time.Microsecond)
-		k, changed, err := s.Revoke(ctx, rec.ID, at)
+		k, changed, err := revokeAt(ctx, s, rec.ID, at)
 		if err != nil || !changed || !k.RevokedAt.Equal(at) || k.Status(time.Now()) != StatusRevoked {
 			t.Fatalf("Revoke: %v changed=%v %+v", err, changed, k)
 		}
-		k, changed, err = s.Revoke(ctx, rec.ID, at.Add(time.Hour))
+		k, changed, err = revokeAt(ctx, s, rec.ID, at.Add(time.Hour))
 		if err != nil || changed || !k.RevokedAt.Equal(at) {
 			t.Fatalf("second Revoke: %v changed=%v revoked_at=%v", err, changed, k.RevokedAt)
 		}
@@ -204,13 +229,13 @@ func TestStoreList(t *testing.T) {
 		f := mustFormat(t, "")
 		var ids []string
 		for i, owner := range []string{"acme", "globex", "acme", "acme"} {
-			_, rec, err := Issue(ctx, s, f, h, NewKeyParams{Name: fmt.Sprint("k", i), Owner: owner, ExpiresAt: time.Now().Add(time.Hour)})
+			_, rec, err := issueKey(ctx, s, f, h, NewKeyParams{Name: fmt.Sprint("k", i), Owner: owner, ExpiresAt: time.Now().Add(time.Hour)})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ids = append(ids, rec.ID)
 		}
-		if _, _, err := s.Revoke(ctx, ids[2], time.Now()); err != nil {
+		if _, _, err := revokeAt(ctx, s, ids[2], time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		idsOf := func(keys []*Key) []string {
@@ -372,12 +397,12 @@ func TestStoreHoldsNoKeyMaterial(t *testing.T) {
 		f := mustFormat(t, "")
 		var keys []string
 		for i := 0; i < 5; i++ {
-			key, rec, err := Issue(ctx, s, f, h, NewKeyParams{Name: "k"})
+			key, rec, err := issueKey(ctx, s, f, h, NewKeyParams{Name: "k"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if i%2 == 0 {
-				if _, changed, err := s.Revoke(ctx, rec.ID, time.Now()); err != nil || !changed {
+				if _, changed, err := revokeAt(ctx, s, rec.ID, time.Now()); err != nil || !changed {
 					t.Fatalf("revoking %s: changed %v, %v", rec.ID, changed, err)
 				}
 			}
@@ -660,7 +685,7 @@ func TestStoreResetPepperCheck(t *testing.T) {
 		}
 		s.Close()
 		s = openT(t, dsn, Options{PepperCheck: right.PepperCheck()})
-		if _, _, err := Issue(ctx, s, mustFormat(t, ""), right, NewKeyParams{Name: "k"}); err != nil {
+		if _, _, err := issueKey(ctx, s, mustFormat(t, ""), right, NewKeyParams{Name: "k"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.ResetPepperCheck(ctx); !errors.Is(err, ErrStoreNotEmpty) {

@@ -106,7 +106,7 @@ func TestWatchSeesChangesFromOtherProcesses(t *testing.T) {
 		cli := openT(t, dsn, Options{})
 		r := startWatch(t, gateway)
 
-		_, rec, err := Issue(ctx, cli, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+		_, rec, err := issueKey(ctx, cli, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestWatchSeesChangesFromOtherProcesses(t *testing.T) {
 		r.changed = nil
 		r.mu.Unlock()
 		start := time.Now()
-		if _, _, err := cli.Revoke(ctx, rec.ID, time.Now()); err != nil {
+		if _, _, err := revokeAt(ctx, cli, rec.ID, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		r.waitFor(t, "the revocation", func(r *recorder) bool { return r.saw(rec.Digest) })
@@ -148,7 +148,7 @@ func TestWatchIgnoresMalformedChanges(t *testing.T) {
 		for _, q := range inject[kind.name] {
 			rawExec(t, kind.name, dsn, q)
 		}
-		_, rec, err := Issue(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "after"})
+		_, rec, err := issueKey(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "after"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +187,7 @@ func TestWatchReconnectResyncs(t *testing.T) {
 	r.waitFor(t, "the reconnection and resync", func(r *recorder) bool { return r.healthy && r.resyncs >= 2 })
 
 	// And it still delivers changes afterwards.
-	_, rec, err := Issue(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "after"})
+	_, rec, err := issueKey(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "after"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +258,8 @@ func TestSQLiteChangeLogGapResyncs(t *testing.T) {
 	s := openT(t, dsn, Options{}).(*sqliteStore)
 	r := newRecorder()
 	h := testHasher(t)
-	_, a, _ := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
-	_, b, _ := Issue(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "b"})
+	_, a, _ := issueKey(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "a"})
+	_, b, _ := issueKey(ctx, s, mustFormat(t, ""), h, NewKeyParams{Name: "b"})
 	// Pretend we saw nothing since seq 0 and the log lost entry 1.
 	if _, err := s.db.ExecContext(ctx, "DELETE FROM keygate_key_changes WHERE seq = 1"); err != nil {
 		t.Fatal(err)
@@ -279,7 +279,7 @@ func TestLookupSurvivesTerminatedConnections(t *testing.T) {
 	ctx := ctxT(t)
 	dsn := storeKinds[1].newDSN(t)
 	s := openT(t, dsn, Options{})
-	_, rec, err := Issue(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "a"})
+	_, rec, err := issueKey(ctx, s, mustFormat(t, ""), testHasher(t), NewKeyParams{Name: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}

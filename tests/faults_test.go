@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testkeys"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -226,7 +227,7 @@ func issueKeys(t testing.TB, sb *sandbox, names ...string) []loadKey {
 	defer s.Close()
 	var out []loadKey
 	for _, name := range names {
-		key, _, err := keystore.Issue(ctx, s, f, h, keystore.NewKeyParams{Name: name})
+		key, _, err := testkeys.Issue(ctx, s, f, h, keystore.NewKeyParams{Name: name})
 		if err != nil {
 			t.Fatalf("issuing key %s: %v", name, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/internal/testport"
@@ -193,6 +196,33 @@ func (sb *sandbox) dataDir() string { return filepath.Join(sb.dir, "data", "cadd
 
 // sqlitePath is where the default embedded store lives.
 func (sb *sandbox) sqlitePath() string { return filepath.Join(sb.dataDir(), "keygate", "keys.db") }
+
+// sql runs a statement on the sandbox's store behind Keygate's back, as
+// someone with access to the database would.
+func (sb *sandbox) sql(query string) {
+	sb.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	if sb.kind == postgresStore {
+		conn, err := pgx.Connect(ctx, sb.dsn)
+		if err != nil {
+			sb.t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, query); err != nil {
+			sb.t.Fatalf("%s: %v", query, err)
+		}
+		return
+	}
+	db, err := sql.Open("sqlite", sb.sqlitePath())
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, query); err != nil {
+		sb.t.Fatalf("%s: %v", query, err)
+	}
+}
 
 // cliResult is what one CLI run printed and how it ended.
 type cliResult struct {

@@ -218,6 +218,41 @@ var mutations = []mutation{
 		to:   "\tif false && s[i] == '%' && i+2 < len(s) {",
 		pkg:  "./keystore", tests: "TestRedactKeys",
 	},
+	{
+		name: "audit: the hash leaves out the actor",
+		file: "audit/audit.go",
+		from: "for _, s := range []string{e.Actor, e.Action, e.KeyID, e.Owner, e.Before, e.After} {",
+		to:   "for _, s := range []string{e.Action, e.KeyID, e.Owner, e.Before, e.After} {",
+		pkg:  "./audit", tests: "TestEditedEventIsNamed",
+	},
+	{
+		name: "audit: an event that does not link to the one before passes",
+		file: "audit/audit.go",
+		from: "\tcase !bytes.Equal(e.Prev, c.prev):",
+		to:   "\tcase false:",
+		pkg:  "./keystore", tests: "TestVerifyAuditFindsTampering",
+	},
+	{
+		name: "audit: a head recorded earlier is not checked",
+		file: "audit/audit.go",
+		from: "\tif c.want != nil && !c.matched {",
+		to:   "\tif false {",
+		pkg:  "./keystore", tests: "TestVerifyAuditFindsTampering",
+	},
+	{
+		name: "audit: PostgreSQL appends without holding the chain's head",
+		file: "keystore/postgres.go",
+		from: `"LOCK TABLE keygate_audit IN SHARE ROW EXCLUSIVE MODE"`,
+		to:   `"SELECT 1"`,
+		pkg:  "./keystore", tests: "TestConcurrentWritersMakeOneChain",
+	},
+	{
+		name: "audit: a revoke commits without its event",
+		file: "keystore/lifecycle.go",
+		from: "\t\treturn appendEvent(ctx, tx, actor, audit.ActionRevoke, at, before, k)",
+		to:   "\t\t_ = before\n\t\treturn nil",
+		pkg:  "./keystore", tests: "TestLifecycleRecordsChanges",
+	},
 }
 
 func main() {

@@ -1,0 +1,45 @@
+package audit
+
+import "time"
+
+// Event is one lifecycle audit event: who changed which key how, with the
+// key's non-secret fields before and after, chained to the event before
+// it by Prev and Hash. Stores keep the fields exactly as sealed, so that a
+// hash computed when the event was appended still holds when it is read.
+type Event struct {
+	// Seq numbers events from 1 without gaps, in the order of the chain.
+	Seq int64 `json:"seq"`
+	// Time is when the change was made, to the microsecond, in UTC.
+	Time time.Time `json:"time"`
+	// Actor is who made it: "cli:<user>", a name given with --actor, or
+	// the admin API's caller.
+	Actor string `json:"actor"`
+	// Action is what was done: ActionCreate, ActionRevoke, …
+	Action string `json:"action"`
+	// KeyID and Owner name the key changed.
+	KeyID string `json:"key_id"`
+	Owner string `json:"owner,omitempty"`
+	// Before and After are the key's record as JSON (never its secret or
+	// digest); empty when there is no such state (before a create).
+	Before string `json:"before,omitempty"`
+	After  string `json:"after,omitempty"`
+	// Prev is the hash of the event before (Genesis for the first), Hash
+	// the hash of this one (see Hash).
+	Prev []byte `json:"prev"`
+	Hash []byte `json:"hash"`
+}
+
+// Actions recorded today; later lifecycle commands add their own.
+const (
+	ActionCreate = "create"
+	ActionRevoke = "revoke"
+)
+
+// Filter selects events to list.
+type Filter struct {
+	KeyID string    // only this key's events
+	Owner string    // only events of this owner's keys
+	Since time.Time // only events at or after this time
+	// AfterSeq, if set, skips events up to this sequence number.
+	AfterSeq int64
+}
