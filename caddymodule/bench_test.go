@@ -20,7 +20,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	dir := b.TempDir()
 	dsn := "sqlite:" + filepath.Join(dir, "keys.db")
 	pepper := "c47e1a9d3b0f68e25a7d9c1b4f03e8a6d2b5c9f71e04a38d6b2f5c0e9a7d13b4"
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := testContext(b, nil)
 	defer cancel()
 	h := &Handler{Database: dsn, Pepper: pepper}
 	if err := h.Provision(ctx); err != nil {

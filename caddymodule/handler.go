@@ -219,7 +219,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.validateConfig(); err != nil {
 		return err
 	}
-	dsn, err := storeLocation(h.Database, "database")
+	app, err := keygateApp(ctx)
+	if err != nil {
+		return err
+	}
+	// Each setting: the handler's own, else the keygate global option's,
+	// else the environment's, else the default.
+	database, databaseAs := h.Database, "database"
+	if database == "" && app.Database != "" {
+		database, databaseAs = app.Database, "keygate database"
+	}
+	dsn, err := storeLocation(database, databaseAs)
 	if err != nil {
 		return err
 	}
@@ -229,7 +239,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if warning := keystore.CheckStoreDir(dsn); warning != "" {
 		h.logger.Warn(warning)
 	}
-	pepper, err := storePepper(h.Pepper, "pepper", "", "", dsn, !validating)
+	pepperSetting, pepperAs := h.Pepper, "pepper"
+	if pepperSetting == "" && app.Pepper != "" {
+		pepperSetting, pepperAs = app.Pepper, "keygate pepper"
+	}
+	pepper, err := storePepper(pepperSetting, pepperAs, "", "", dsn, !validating)
 	if err != nil {
 		return err
 	}
@@ -240,10 +254,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	prefix := h.Prefix
 	if prefix == "" {
+		prefix = app.Prefix
+	}
+	if prefix == "" {
 		prefix = os.Getenv(envPrefix)
 	}
 	if h.format, err = keystore.NewFormat(prefix); err != nil {
-		if h.Prefix == "" {
+		if h.Prefix == "" && app.Prefix == "" {
 			return fmt.Errorf("%s: %v", envPrefix, err)
 		}
 		return err
@@ -278,7 +295,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	openCtx, cancel := context.WithTimeout(ctx, provisionTimeout)
 	defer cancel()
-	v, err := acquireVerifier(openCtx, h.poolKey)
+	v, err := app.acquireVerifier(openCtx, h.poolKey)
 	if err != nil {
 		return fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(dsn), err)
 	}
@@ -530,7 +547,7 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.verifier != nil {
 		h.verifier = nil
-		if _, err := verifiers.Delete(h.poolKey); err != nil {
+		if err := releaseVerifier(h.poolKey); err != nil {
 			return err
 		}
 	}

@@ -108,9 +108,21 @@ func (ts *testStore) handler(t *testing.T, h *Handler) *Handler {
 
 // provision provisions h the way Caddy does and cleans it up when the test
 // ends: config context cancelled first, then Cleanup.
+// testContext is a configuration's context, as Caddy gives modules: apps
+// (the keygate app) can be loaded from it. apps is the configuration's
+// apps section, nil for none.
+func testContext(tb testing.TB, apps caddy.ModuleMap) (caddy.Context, context.CancelFunc) {
+	tb.Helper()
+	cfgCtx, err := caddy.ProvisionContext(&caddy.Config{AppsRaw: apps})
+	if err != nil {
+		tb.Fatalf("provisioning the configuration: %v", err)
+	}
+	return caddy.NewContext(cfgCtx)
+}
+
 func provision(t *testing.T, h *Handler) *Handler {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := testContext(t, nil)
 	if err := h.Provision(ctx); err != nil {
 		cancel()
 		h.Cleanup()
@@ -127,7 +139,11 @@ func provision(t *testing.T, h *Handler) *Handler {
 
 // tryProvision provisions h and returns the error; the caller cleans up.
 func tryProvision(h *Handler) error {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	cfgCtx, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := caddy.NewContext(cfgCtx)
 	defer cancel()
 	return h.Provision(ctx)
 }
@@ -1135,7 +1151,7 @@ func TestProvisionBadSQLiteDSNCreatesNothing(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	h := &Handler{Database: "sqlite:"}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := testContext(t, nil)
 	defer cancel()
 	err := h.Provision(ctx)
 	h.Cleanup()

@@ -15,6 +15,8 @@ import (
 // ones the old handlers used (same settings, same key) and take them
 // over, so a reload neither reconnects to the database nor empties the
 // cache. A setting that changes makes a new key, hence a new object.
+// Apps are made anew with each config, so these pools are the keygate
+// app's, at package level; only the app's methods reach into them.
 var (
 	stores    = caddy.NewUsagePool() // storeKey -> *sharedStore
 	verifiers = caddy.NewUsagePool() // verifierKey -> *sharedVerifier
@@ -89,8 +91,8 @@ func (v *sharedVerifier) Destruct() error {
 
 // acquireVerifier returns the cache for key, creating it (and its store)
 // if no handler holds one. Each successful call must be matched by one
-// verifiers.Delete(key).
-func acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifier, error) {
+// releaseVerifier(key).
+func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifier, error) {
 	val, _, err := verifiers.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, _, err := stores.LoadOrNew(key.store, func() (caddy.Destructor, error) {
 			s, err := keystore.Open(ctx, key.store.dsn, keystore.Options{PepperCheck: key.store.pepperCheck})
@@ -151,4 +153,13 @@ func logAuditHeads(ctx context.Context, s keystore.Store, logger *zap.Logger, ev
 		case <-time.After(wait):
 		}
 	}
+}
+
+// releaseVerifier gives back a cache acquireVerifier returned; the last
+// release closes it (and its store, if no other cache uses it). A handler
+// releases when its config is unloaded, possibly after its app stopped:
+// hence not a method of the app.
+func releaseVerifier(key verifierKey) error {
+	_, err := verifiers.Delete(key)
+	return err
 }
