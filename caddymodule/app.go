@@ -3,12 +3,15 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/usage"
 )
 
 func init() {
@@ -39,6 +42,77 @@ type App struct {
 	// Prefix is the key prefix for every api_key handler that does not
 	// set its own. Default: KEYGATE_PREFIX, else "kg".
 	Prefix string `json:"prefix,omitempty"`
+	// Usage configures usage metering: what each key did, per minute,
+	// written to the key store. On by default.
+	Usage *UsageConfig `json:"usage,omitempty"`
+}
+
+// UsageConfig configures usage metering.
+type UsageConfig struct {
+	// Off turns usage metering off.
+	Off bool `json:"off,omitempty"`
+	// FlushInterval is how often counts are written to the store; a
+	// process killed outright (SIGKILL, a crash) loses at most this
+	// much. Default: 10s.
+	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
+	// Retention is how long usage is kept: gateways delete older minutes
+	// every hour. Default: 90 days. Negative keeps usage forever (the
+	// Caddyfile's "retention off").
+	Retention caddy.Duration `json:"retention,omitempty"`
+	// MaxBuffer bounds the rows (one per key and minute) held in memory
+	// while they wait to be written, for instance during a store outage.
+	// Past it, requests that would need a new row are not counted; they
+	// are logged and counted in caddy_api_key_usage_dropped_total.
+	// Default: 1,000,000 (about 200 MB at most).
+	MaxBuffer int64 `json:"max_buffer,omitempty"`
+}
+
+// Usage defaults the usage package does not decide.
+const (
+	defaultUsageRetention = 90 * 24 * time.Hour
+	// usageBatchRetention is how long a written batch is remembered, so
+	// that the same batch written again is recognised: longer than any
+	// gateway keeps retrying one.
+	usageBatchRetention = 30 * 24 * time.Hour
+	// usageCloseTimeout bounds the last write when a gateway stops.
+	usageCloseTimeout = 15 * time.Second
+	// minUsageRetention keeps retention longer than the longest bucket.
+	minUsageRetention = 24 * time.Hour
+)
+
+// validate checks the settings and fills in defaults.
+func (u *UsageConfig) validate() error {
+	if u.FlushInterval < 0 || u.FlushInterval > 0 && time.Duration(u.FlushInterval) < 100*time.Millisecond {
+		return fmt.Errorf("keygate usage flush_interval must be at least 100ms, got %v", time.Duration(u.FlushInterval))
+	}
+	if u.Retention > 0 && time.Duration(u.Retention) < minUsageRetention {
+		return fmt.Errorf("keygate usage retention must be at least %v (or off), got %v", minUsageRetention, time.Duration(u.Retention))
+	}
+	if u.MaxBuffer < 0 {
+		return fmt.Errorf("keygate usage max_buffer must be positive, got %d", u.MaxBuffer)
+	}
+	return nil
+}
+
+// usageSettings is the usage configuration in effect; off is nil.
+func (a *App) usageSettings() *UsageConfig {
+	u := UsageConfig{}
+	if a.Usage != nil {
+		u = *a.Usage
+	}
+	if u.Off {
+		return nil
+	}
+	if u.FlushInterval == 0 {
+		u.FlushInterval = caddy.Duration(usage.DefaultFlushInterval)
+	}
+	if u.Retention == 0 {
+		u.Retention = caddy.Duration(defaultUsageRetention)
+	}
+	if u.MaxBuffer == 0 {
+		u.MaxBuffer = usage.DefaultMaxBuffered
+	}
+	return &u
 }
 
 // CaddyModule returns the Caddy module information.
@@ -55,6 +129,9 @@ func (a *App) Provision(caddy.Context) error {
 		if err := keystore.ValidatePrefix(a.Prefix); err != nil {
 			return fmt.Errorf("keygate prefix: %v", err)
 		}
+	}
+	if a.Usage != nil {
+		return a.Usage.validate()
 	}
 	return nil
 }
@@ -81,6 +158,11 @@ func keygateApp(ctx caddy.Context) (*App, error) {
 //			database <dsn>
 //			pepper   <secret>
 //			prefix   <prefix>
+//			usage off | {
+//				flush_interval <duration>
+//				retention      <duration> | off
+//				max_buffer     <rows>
+//			}
 //		}
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
@@ -116,8 +198,14 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 				a.Prefix = v
 			}
+		case "usage":
+			u, err := parseUsage(d)
+			if err != nil {
+				return nil, err
+			}
+			a.Usage = u
 		default:
-			return nil, d.Errf("keygate: unknown setting '%s' (known: database, pepper, prefix)", name)
+			return nil, d.Errf("keygate: unknown setting '%s' (known: database, pepper, prefix, usage)", name)
 		}
 	}
 	raw, err := json.Marshal(a)
@@ -131,3 +219,66 @@ var (
 	_ caddy.App         = (*App)(nil)
 	_ caddy.Provisioner = (*App)(nil)
 )
+
+func parseUsage(d *caddyfile.Dispenser) (*UsageConfig, error) {
+	u := &UsageConfig{}
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return nil, d.Errf("usage takes 'off' or a block, got '%s'", d.Val())
+		}
+		u.Off = true
+		if d.NextBlock(d.Nesting()) {
+			return nil, d.Err("usage off takes no block")
+		}
+		return u, nil
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return nil, d.Errf("usage: '%s' given more than once", name)
+		}
+		seen[name] = true
+		switch name {
+		case "flush_interval":
+			v, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v == 0 {
+				return nil, d.Err("flush_interval must be positive")
+			}
+			u.FlushInterval = v
+		case "retention":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if v == "off" {
+				u.Retention = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("retention must be a positive duration (90d, 2160h) or off, got '%s'", v)
+			}
+			u.Retention = caddy.Duration(dur)
+		case "max_buffer":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return nil, d.Errf("max_buffer must be a positive number of rows, got '%s'", v)
+			}
+			u.MaxBuffer = n
+		default:
+			return nil, d.Errf("usage: unknown setting '%s' (known: flush_interval, retention, max_buffer)", name)
+		}
+	}
+	if err := u.validate(); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	return u, nil
+}

@@ -15,7 +15,8 @@ import (
 )
 
 // BenchmarkServeHTTP measures the handler's own cost per request (no
-// network): a valid key served from the cache, and a malformed key.
+// network): a valid key served from the cache (with usage metering on,
+// the default, and off), and a malformed key.
 func BenchmarkServeHTTP(b *testing.B) {
 	dir := b.TempDir()
 	dsn := "sqlite:" + filepath.Join(dir, "keys.db")
@@ -27,6 +28,17 @@ func BenchmarkServeHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Cleanup()
+	// The same handler with usage metering off, for its cost.
+	offCtx, offCancel := testContext(b, caddy.ModuleMap{"keygate": []byte(`{"usage":{"off":true}}`)})
+	defer offCancel()
+	hOff := &Handler{Database: dsn, Pepper: pepper}
+	if err := hOff.Provision(offCtx); err != nil {
+		b.Fatal(err)
+	}
+	defer hOff.Cleanup()
+	if h.usage == nil || hOff.usage != nil {
+		b.Fatal("usage metering is not on and off as the benchmark needs")
+	}
 	store, err := keystore.Open(context.Background(), dsn, keystore.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -43,9 +55,11 @@ func BenchmarkServeHTTP(b *testing.B) {
 	for _, c := range []struct {
 		name, key string
 		valid     bool
+		h         *Handler
 	}{
-		{"valid", key, true},
-		{"malformed", key[:len(key)-1] + "!", false},
+		{"valid", key, true, h},
+		{"valid-usage-off", key, true, hOff},
+		{"malformed", key[:len(key)-1] + "!", false, h},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			admitted = 0
@@ -57,7 +71,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 				repl := caddy.NewReplacer()
 				r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
 				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r, next)
+				c.h.ServeHTTP(w, r, next)
 				n++
 			}
 			// The benchmark measures what it says: every valid request

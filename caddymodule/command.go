@@ -25,11 +25,12 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "api-key",
-		Usage: "<create|list|show|revoke|audit|migrate|reset-pepper> [flags]",
+		Usage: "<create|list|show|revoke|audit|usage|migrate|reset-pepper> [flags]",
 		Short: "Manages Keygate API keys",
 		Long: `
 Creates, lists, shows and revokes the API keys that the api_key handler
-accepts, and migrates the key store's schema.
+accepts, shows the audit trail of those changes and the keys' usage, and
+migrates the key store's schema.
 
 Every subcommand uses the same key store as the api_key directive: the
 embedded SQLite store under Caddy's data directory unless --database (or
@@ -63,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), auditCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }
@@ -346,10 +347,17 @@ func showCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeJSON(e.out, keyWithStatus{k, k.Status(time.Now())})
+			lastUsed, err := s.LastUsed(e.ctx, id)
+			if err != nil {
+				return err
 			}
-			printKey(e.out, k)
+			if asJSON {
+				return writeJSON(e.out, struct {
+					keyWithStatus
+					LastUsedAt time.Time `json:"last_used_at,omitzero"`
+				}{keyWithStatus{k, k.Status(time.Now())}, lastUsed})
+			}
+			printKey(e.out, k, lastUsed)
 			return nil
 		})
 }
@@ -648,7 +656,7 @@ func describe(k *keystore.Key) string {
 	return strings.Join(parts, ", ")
 }
 
-func printKey(w io.Writer, k *keystore.Key) {
+func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ID:\t%s\n", k.ID)
 	fmt.Fprintf(tw, "Name:\t%s\n", k.Name)
@@ -659,6 +667,7 @@ func printKey(w io.Writer, k *keystore.Key) {
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(k.CreatedAt))
 	fmt.Fprintf(tw, "Expires:\t%s\n", dash(formatTime(k.ExpiresAt)))
 	fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))
+	fmt.Fprintf(tw, "Last used:\t%s\n", dash(formatTime(lastUsed)))
 	for _, name := range sortedKeys(k.Metadata) {
 		fmt.Fprintf(tw, "Metadata %s:\t%s\n", name, k.Metadata[name])
 	}

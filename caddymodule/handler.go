@@ -130,6 +130,8 @@ type Handler struct {
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
 	logger         *zap.Logger
+	usage          *sharedRecorder // nil when usage metering is off
+	usageKey       recorderKey
 	format         keystore.Format
 	hasher         *keystore.Hasher
 	sources        []KeySource
@@ -300,6 +302,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(dsn), err)
 	}
 	h.verifier = v
+	if u := app.usageSettings(); u != nil {
+		if h.usage, h.usageKey, err = app.acquireRecorder(openCtx, h.poolKey, u); err != nil {
+			return fmt.Errorf("usage metering: %w", err)
+		}
+	}
 	// Tell the CLI which prefix this gateway accepts, so that it does not
 	// make keys no gateway takes. Advisory: a store that cannot be written
 	// now (down, or a role without the right) only loses the check.
@@ -545,13 +552,18 @@ func (h *Handler) Cleanup() error {
 		releaseFailureBudget(h.failures)
 		h.failures = nil
 	}
+	var errs []error
 	if h.verifier != nil {
 		h.verifier = nil
-		if err := releaseVerifier(h.poolKey); err != nil {
-			return err
-		}
+		errs = append(errs, releaseVerifier(h.poolKey))
 	}
-	return nil
+	// After the cache: the recorder holds the store open until it has
+	// written its last counts.
+	if h.usage != nil {
+		h.usage = nil
+		errs = append(errs, releaseRecorder(h.usageKey))
+	}
+	return errors.Join(errs...)
 }
 
 // now is the handler's clock; tests replace it.
@@ -611,6 +623,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.reject(w, r, h.problems.unavailable)
 	}
+	if h.usage == nil {
+		return h.decide(w, r, key, charged, next)
+	}
+	return h.metered(w, r, key, charged, next)
+}
+
+// decide answers a request whose key the store knows: refused if the key
+// is revoked, expired or lacks a scope, else passed on with its identity.
+func (h *Handler) decide(w http.ResponseWriter, r *http.Request, key *keystore.Key, charged bool, next caddyhttp.Handler) error {
 	switch key.Status(now()) {
 	case keystore.StatusRevoked:
 		h.debug("revoked API key", r, zap.String("key_id", key.ID))

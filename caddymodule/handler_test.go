@@ -1056,8 +1056,11 @@ func TestVerifierSharedAcrossReloads(t *testing.T) {
 	if n, _ := verifiers.References(h1.poolKey); n != 2 {
 		t.Errorf("shared cache has %d references, want 2", n)
 	}
-	if n, _ := stores.References(h1.poolKey.store); n != 4 {
-		t.Errorf("store has %d references, want 4 (one per cache)", n)
+	if h1.usage == nil || h1.usage != h5.usage {
+		t.Error("handlers on one store do not share one usage recorder")
+	}
+	if n, _ := stores.References(h1.poolKey.store); n != 5 {
+		t.Errorf("store has %d references, want 5 (one per cache, one for the usage recorder)", n)
 	}
 
 	// What h1 cached, h2 finds: one store query for both.

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/usage"
 )
 
 // Stores and caches outlive a config: on reload the new handlers find the
@@ -72,6 +74,7 @@ func (s *sharedStore) Destruct() error {
 	s.stopHeads()
 	<-s.headsDone
 	s.invalidator.Stop()
+	retireMetrics(s)
 	s.Store.Close()
 	return nil
 }
@@ -85,6 +88,7 @@ type sharedVerifier struct {
 func (v *sharedVerifier) Destruct() error {
 	v.store.invalidator.Remove(v.Verifier)
 	v.Verifier.Close()
+	retireMetrics(v)
 	_, err := stores.Delete(v.storeKey)
 	return err
 }
@@ -99,7 +103,9 @@ func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifi
 			if err != nil {
 				return nil, err
 			}
-			return newSharedStore(s, key.store.dsn), nil
+			st := newSharedStore(s, key.store.dsn)
+			trackMetrics(st)
+			return st, nil
 		})
 		if err != nil {
 			return nil, err
@@ -111,7 +117,9 @@ func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifi
 			return nil, err
 		}
 		store.invalidator.Add(v)
-		return &sharedVerifier{Verifier: v, store: store, storeKey: key.store}, nil
+		sv := &sharedVerifier{Verifier: v, store: store, storeKey: key.store}
+		trackMetrics(sv)
+		return sv, nil
 	})
 	if err != nil {
 		return nil, err
@@ -162,4 +170,114 @@ func logAuditHeads(ctx context.Context, s keystore.Store, logger *zap.Logger, ev
 func releaseVerifier(key verifierKey) error {
 	_, err := verifiers.Delete(key)
 	return err
+}
+
+// recorders holds the usage recorders: one per store and usage
+// configuration, shared by every handler on that store, kept across
+// reloads so that counts not yet written survive them.
+var recorders = caddy.NewUsagePool() // recorderKey -> *sharedRecorder
+
+type recorderKey struct {
+	store storeKey
+	cfg   UsageConfig
+}
+
+// sharedRecorder is a usage recorder and the store it writes to (it holds
+// a reference of its own, so that the store stays open until the last
+// counts are written), plus the hourly pruning of old usage.
+type sharedRecorder struct {
+	*usage.Recorder
+	store    *sharedStore
+	storeKey storeKey
+	logger   *zap.Logger
+	stop     context.CancelFunc
+	done     chan struct{}
+}
+
+// acquireRecorder returns the usage recorder for the store of key and the
+// settings u, creating it if no handler holds one. Each successful call
+// must be matched by one releaseRecorder.
+func (*App) acquireRecorder(ctx context.Context, key verifierKey, u *UsageConfig) (*sharedRecorder, recorderKey, error) {
+	rk := recorderKey{store: key.store, cfg: *u}
+	val, _, err := recorders.LoadOrNew(rk, func() (caddy.Destructor, error) {
+		st, _, err := stores.LoadOrNew(key.store, func() (caddy.Destructor, error) {
+			return nil, errors.New("the key store is not open") // the verifier opened it
+		})
+		if err != nil {
+			return nil, err
+		}
+		store := st.(*sharedStore)
+		logger := caddy.Log().Named("http.handlers.api_key").With(zap.String("database", keystore.RedactDSN(key.store.dsn)))
+		rec := usage.New(store.Store, usage.Config{
+			FlushInterval: time.Duration(u.FlushInterval),
+			MaxBuffered:   u.MaxBuffer,
+			Logger:        logger,
+		})
+		pctx, stop := context.WithCancel(context.Background())
+		sr := &sharedRecorder{Recorder: rec, store: store, storeKey: key.store, logger: logger, stop: stop, done: make(chan struct{})}
+		go func() {
+			defer close(sr.done)
+			pruneUsage(pctx, store.Store, logger, time.Duration(u.Retention))
+		}()
+		trackMetrics(sr)
+		return sr, nil
+	})
+	if err != nil {
+		return nil, rk, err
+	}
+	return val.(*sharedRecorder), rk, nil
+}
+
+// releaseRecorder gives back a recorder; the last release writes what is
+// left (see Destruct).
+func releaseRecorder(key recorderKey) error {
+	_, err := recorders.Delete(key)
+	return err
+}
+
+// Destruct writes the counts not yet written, waiting up to
+// usageCloseTimeout for the store, then lets go of the store.
+func (r *sharedRecorder) Destruct() error {
+	r.stop()
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.Background(), usageCloseTimeout)
+	defer cancel()
+	if err := r.Recorder.Close(ctx); err != nil {
+		r.logger.Error("usage counts lost at shutdown: the key store did not take them in time",
+			zap.Duration("waited", usageCloseTimeout), zap.Uint64("dropped_total", r.Stats.Dropped.Load()), zap.Error(err))
+	}
+	retireMetrics(r)
+	_, err := stores.Delete(r.storeKey)
+	return err
+}
+
+// pruneEvery is how often gateways delete usage older than the retention.
+const pruneEvery = time.Hour
+
+// pruneUsage deletes usage older than retention (none if negative) and
+// old batch records, a minute after start and every hour, until ctx ends.
+func pruneUsage(ctx context.Context, s keystore.Store, logger *zap.Logger, retention time.Duration) {
+	wait := time.Minute
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = pruneEvery
+		now := time.Now()
+		usageBefore := time.Time{} // keep every row
+		if retention > 0 {
+			usageBefore = now.Add(-retention)
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		n, err := s.PruneUsage(pctx, usageBefore, now.Add(-usageBatchRetention))
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("could not prune old usage; retrying in an hour", zap.Error(err))
+		case n > 0:
+			logger.Info("pruned old usage", zap.Int64("rows", n), zap.Duration("retention", retention))
+		}
+	}
 }

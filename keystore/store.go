@@ -63,6 +63,7 @@ type Tx interface {
 // Change transaction, which is where their audit events are appended:
 // Lifecycle is the one caller.
 type Store interface {
+	UsageStore
 	// Lookup returns the key with digest d, or ErrNotFound. This is the
 	// request path's only query.
 	Lookup(ctx context.Context, d Digest) (*Key, error)

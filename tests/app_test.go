@@ -40,3 +40,43 @@ func TestGlobalKeygateOption(t *testing.T) {
 		}
 	})
 }
+
+// TestCountersSurviveReload: a reload that replaces the cache and the
+// usage recorder (their settings changed) keeps every counter where it
+// was: the old ones' counts are kept, not dropped.
+func TestCountersSurviveReload(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, sqliteStore)
+	up := newUpstream(t)
+	k := sb.createKey("k")
+	g := newGateway(t, sb)
+	site := func(ttl string) string {
+		return g.site(fmt.Sprintf("\tapi_key {\n\t\tcache {\n\t\t\tttl %s\n\t\t}\n\t}\n\treverse_proxy %s", ttl, up.hostPort()))
+	}
+	g.globals = "\tkeygate {\n\t\tusage {\n\t\t\tflush_interval 200ms\n\t\t}\n\t}\n"
+	g.start(site("30s"))
+	for i := 0; i < 5; i++ {
+		wantUpstream(t, "a request", bearer(t, g.url+"/", k.Key))
+	}
+	series := []string{`caddy_api_key_cache_lookups_total{result="hit"}`, `caddy_api_key_cache_lookups_total{result="miss"}`,
+		"caddy_api_key_store_queries_total", "caddy_api_key_usage_recorded_total"}
+	before := metrics(t, g)
+	// New cache settings and new usage settings: a new cache and recorder.
+	g.globals = "\tkeygate {\n\t\tusage {\n\t\t\tflush_interval 300ms\n\t\t}\n\t}\n"
+	if res := g.reload(site("31s")); res.code != 0 {
+		t.Fatalf("reload: %s", res)
+	}
+	after := metrics(t, g)
+	for _, s := range series {
+		if before[s] == 0 || after[s] < before[s] {
+			t.Errorf("%s: %v before the reload, %v after", s, before[s], after[s])
+		}
+	}
+	if before["caddy_api_key_usage_recorded_total"] != 5 {
+		t.Errorf("usage recorded %v, want 5", before["caddy_api_key_usage_recorded_total"])
+	}
+	// The replaced recorder wrote its counts when it was closed.
+	if w := after["caddy_api_key_usage_written_total"]; w != 5 {
+		t.Errorf("usage written after the reload: %v, want 5", w)
+	}
+}

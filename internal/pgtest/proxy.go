@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -18,6 +19,10 @@ type Proxy struct {
 
 	delay atomic.Int64 // nanoseconds added before each server reply
 
+	loseMu    sync.Mutex
+	losePat   []byte        // see LoseReplyTo
+	loseFired chan struct{} // closed when the reply was lost
+
 	ln     net.Listener
 	target string
 
@@ -31,6 +36,7 @@ type proxyConn struct {
 	client, server net.Conn
 	frozen         chan struct{}
 	once           sync.Once
+	loseReply      atomic.Bool // drop the server's next reply and cut the connection
 }
 
 // NewProxy forwards a loopback port to target and stops when the test ends.
@@ -92,6 +98,24 @@ func (p *Proxy) pipe(pc *proxyConn, from, to net.Conn, fromServer bool) {
 			continue
 		default:
 		}
+		if n > 0 && fromServer && pc.loseReply.Load() {
+			// The server answered what the client sent last: the client
+			// never hears of it.
+			pc.client.Close()
+			pc.server.Close()
+			p.loseMu.Lock()
+			close(p.loseFired)
+			p.loseMu.Unlock()
+			return
+		}
+		if n > 0 && !fromServer {
+			p.loseMu.Lock()
+			if p.losePat != nil && bytes.Contains(buf[:n], p.losePat) {
+				p.losePat = nil
+				pc.loseReply.Store(true)
+			}
+			p.loseMu.Unlock()
+		}
 		if n > 0 {
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
@@ -111,6 +135,19 @@ func (p *Proxy) pipe(pc *proxyConn, from, to net.Conn, fromServer bool) {
 // SetDelay makes every reply from the server arrive d later: the latency
 // of a database across a network.
 func (p *Proxy) SetDelay(d time.Duration) { p.delay.Store(int64(d)) }
+
+// LoseReplyTo arms a one-shot fault: the next message from a client that
+// contains pattern reaches the server, which acts on it, but its reply
+// never reaches the client: the connection is cut when the reply comes.
+// A COMMIT sent that way commits, and the client cannot know. The
+// returned channel is closed when the reply was lost.
+func (p *Proxy) LoseReplyTo(pattern []byte) <-chan struct{} {
+	p.loseMu.Lock()
+	defer p.loseMu.Unlock()
+	p.losePat = bytes.Clone(pattern)
+	p.loseFired = make(chan struct{})
+	return p.loseFired
+}
 
 // Freeze stops every connection open now from passing bytes, without
 // closing it. Connections made afterwards are not affected.

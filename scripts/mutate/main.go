@@ -145,7 +145,7 @@ var mutations = []mutation{
 		name: "handler: the key in a success-path debug line",
 		file: "caddymodule/handler.go",
 		from: "\th.admit(r, key)\n\tcountRequest(\"ok\")",
-		to:   "\th.debug(\"admitted\", r, zap.String(\"key\", raw))\n\th.admit(r, key)\n\tcountRequest(\"ok\")",
+		to:   "\th.debug(\"admitted\", r, zap.String(\"authorization\", r.Header.Get(\"Authorization\")))\n\th.admit(r, key)\n\tcountRequest(\"ok\")",
 		pkg:  "./caddymodule", tests: "TestNoKeyInHandlerLogs",
 	},
 	{
@@ -252,6 +252,41 @@ var mutations = []mutation{
 		from: "\t\treturn appendEvent(ctx, tx, actor, audit.ActionRevoke, at, before, k)",
 		to:   "\t\t_ = before\n\t\treturn nil",
 		pkg:  "./keystore", tests: "TestLifecycleRecordsChanges",
+	},
+	{
+		name: "usage: a retried batch is counted again",
+		file: "keystore/postgres_usage.go",
+		from: "if err != nil || tag.RowsAffected() == 0 {",
+		to:   "if _ = tag; err != nil {",
+		pkg:  "./usage", tests: "TestAmbiguousCommitOnPostgres",
+	},
+	{
+		name: "usage: a batch that failed is dropped",
+		file: "usage/recorder.go",
+		from: "\t\tr.Stats.WriteErrors.Add(1)\n\t\treturn err",
+		to:   "\t\tr.Stats.WriteErrors.Add(1)\n\t\tr.pending = nil\n\t\treturn err",
+		pkg:  "./usage", tests: "TestOutageKeepsCounts",
+	},
+	{
+		name: "usage: counts not written when a gateway stops",
+		file: "caddymodule/pool.go",
+		from: "\tif err := r.Recorder.Close(ctx); err != nil {",
+		to:   "\t_ = ctx\n\tif err := error(nil); err != nil {",
+		pkg:  "./tests", tests: "TestUsageLossless",
+	},
+	{
+		name: "usage: the buffer has no bound",
+		file: "usage/recorder.go",
+		from: "\t\tif r.rows.Load() >= r.cfg.MaxBuffered {",
+		to:   "\t\tif false {",
+		pkg:  "./usage", tests: "TestBufferBound",
+	},
+	{
+		name: "metrics: a replaced cache takes its counts with it",
+		file: "caddymodule/metrics.go",
+		from: "\ts.addTo(&metricSources.retired)",
+		to:   "",
+		pkg:  "./tests", tests: "TestCountersSurviveReload",
 	},
 }
 

@@ -1,0 +1,126 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+func (s *sqliteStore) WriteUsage(ctx context.Context, b *UsageBatch) (applied bool, err error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return false, err
+	}
+	rows := mergeRows(b.Rows)
+	usedIDs, usedAt := sortedLastUsed(b.LastUsed)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("writing usage: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "INSERT INTO keygate_usage_batches (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+		b.ID[:], time.Now().UnixMicro())
+	if err != nil {
+		return false, fmt.Errorf("writing usage: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	if len(rows) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO keygate_usage
+    (key_id, minute, owner, status_1xx, status_2xx, status_3xx, status_4xx, status_5xx, bytes_in, bytes_out, latency_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (key_id, minute) DO UPDATE SET
+    owner = excluded.owner,
+    status_1xx = status_1xx + excluded.status_1xx,
+    status_2xx = status_2xx + excluded.status_2xx,
+    status_3xx = status_3xx + excluded.status_3xx,
+    status_4xx = status_4xx + excluded.status_4xx,
+    status_5xx = status_5xx + excluded.status_5xx,
+    bytes_in = bytes_in + excluded.bytes_in,
+    bytes_out = bytes_out + excluded.bytes_out,
+    latency_us = latency_us + excluded.latency_us`)
+		if err != nil {
+			return false, fmt.Errorf("writing usage: %w", err)
+		}
+		defer stmt.Close()
+		for _, r := range rows {
+			if _, err := stmt.ExecContext(ctx, r.KeyID, r.Minute.Unix(), r.Owner, r.Status[0], r.Status[1], r.Status[2], r.Status[3], r.Status[4],
+				r.BytesIn, r.BytesOut, r.LatencyMicros); err != nil {
+				return false, fmt.Errorf("writing usage: %w", err)
+			}
+		}
+	}
+	for i, id := range usedIDs {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO keygate_last_used (key_id, at) VALUES (?, ?) ON CONFLICT (key_id) DO UPDATE SET at = max(at, excluded.at)",
+			id, usedAt[i].UnixMicro()); err != nil {
+			return false, fmt.Errorf("writing usage: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("writing usage: %w", err)
+	}
+	return true, nil
+}
+
+func (s *sqliteStore) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) {
+	if err := checkUsageQuery(q); err != nil {
+		return nil, err
+	}
+	if err := s.init.ensure(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT (minute / ?1) * ?1 AS b,
+    sum(status_1xx), sum(status_2xx), sum(status_3xx), sum(status_4xx), sum(status_5xx),
+    sum(bytes_in), sum(bytes_out), sum(latency_us)
+FROM keygate_usage
+WHERE (?2 = '' OR key_id = ?2) AND (?3 = '' OR owner = ?3) AND minute >= ?4
+GROUP BY b ORDER BY b`, bucketSeconds(q.By), q.KeyID, q.Owner, q.Since.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("reading usage: %w", err)
+	}
+	defer rows.Close()
+	var out []UsageBucket
+	for rows.Next() {
+		var b UsageBucket
+		var start int64
+		if err := rows.Scan(&start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
+			&b.BytesIn, &b.BytesOut, &b.LatencyMicros); err != nil {
+			return nil, fmt.Errorf("reading usage: %w", err)
+		}
+		b.Start = time.Unix(start, 0).UTC()
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+func (s *sqliteStore) LastUsed(ctx context.Context, id string) (time.Time, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return time.Time{}, err
+	}
+	var at int64
+	err := s.db.QueryRowContext(ctx, "SELECT at FROM keygate_last_used WHERE key_id = ?", id).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading when key %s was last used: %w", id, err)
+	}
+	return time.UnixMicro(at).UTC(), nil
+}
+
+func (s *sqliteStore) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
+	if err := s.init.ensure(ctx); err != nil {
+		return 0, err
+	}
+	res, err := s.db.ExecContext(ctx, "DELETE FROM keygate_usage WHERE minute < ?", usageBefore.Unix())
+	if err != nil {
+		return 0, fmt.Errorf("pruning usage: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM keygate_usage_batches WHERE at < ?", batchesBefore.UnixMicro()); err != nil {
+		return n, fmt.Errorf("pruning usage batches: %w", err)
+	}
+	return n, nil
+}
