@@ -100,12 +100,13 @@ func (p *Proxy) pipe(pc *proxyConn, from, to net.Conn, fromServer bool) {
 		}
 		if n > 0 && fromServer && pc.loseReply.Load() {
 			// The server answered what the client sent last: the client
-			// never hears of it.
-			pc.client.Close()
-			pc.server.Close()
+			// never hears of it. The channel is closed before the cut, so a
+			// client that sees the cut also sees the channel closed.
 			p.loseMu.Lock()
 			close(p.loseFired)
 			p.loseMu.Unlock()
+			pc.client.Close()
+			pc.server.Close()
 			return
 		}
 		if n > 0 && !fromServer {
