@@ -56,7 +56,7 @@ func TestInvalidatorFansOut(t *testing.T) {
 
 	// While the watch is down, entries are trusted for DegradedTTL only.
 	h.Healthy(false, errors.New("connection lost"))
-	clk1.add(2 * time.Second)
+	clk1.Advance(2 * time.Second)
 	v1.Verify(ctx, d)
 	if q := s.queries.Load(); q != 5 {
 		t.Fatalf("degraded verifier trusted a 2s old entry (queries %d)", q)

@@ -33,6 +33,7 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -84,6 +85,8 @@ type Config struct {
 	// (an Invalidator lost its connection), so that a change is still
 	// seen quickly. Default 1s.
 	DegradedTTL time.Duration
+	// Clock decides the age of entries. Default clock.System.
+	Clock clock.Clock
 }
 
 // Defaults for Config.
@@ -125,6 +128,7 @@ func (c Config) WithDefaults() Config {
 		c.DegradedTTL = DefaultDegradedTTL
 	}
 	c.DegradedTTL = min(c.DegradedTTL, c.TTL)
+	c.Clock = clock.Or(c.Clock)
 	return c
 }
 
@@ -166,7 +170,7 @@ const genBuckets = 4096
 type Verifier struct {
 	store Lookuper
 	cfg   Config
-	now   func() time.Time
+	clock clock.Clock
 
 	pos *ristretto.Cache[uint64, *entry]
 	neg *ristretto.Cache[uint64, *negEntry]
@@ -223,7 +227,7 @@ func New(store Lookuper, cfg Config) (*Verifier, error) {
 	return &Verifier{
 		store: store,
 		cfg:   cfg,
-		now:   time.Now,
+		clock: cfg.Clock,
 		pos:   pos,
 		neg:   neg,
 		sem:   make(chan struct{}, cfg.MaxQueries),
@@ -254,7 +258,7 @@ func (v *Verifier) gen(d keystore.Digest) *atomic.Uint64 {
 // matching keystore.ErrNotFound for an unknown digest and ErrUnavailable
 // when the store could not be asked in time.
 func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key, error) {
-	now := v.now()
+	now := v.clock.Now()
 	epoch := v.epoch.Load()
 	gen := v.gen(d).Load()
 	if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.key.Digest.Equal(d) {
@@ -284,7 +288,7 @@ func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key
 // have to ask the store (a miss, or an entry past its TTL). Callers use it
 // to decide whether a request may cost a store query at all.
 func (v *Verifier) Cached(d keystore.Digest) (k *keystore.Key, err error, found bool) {
-	now := v.now()
+	now := v.clock.Now()
 	epoch := v.epoch.Load()
 	gen := v.gen(d).Load()
 	if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.epoch == epoch && e.key.Digest.Equal(d) {
@@ -390,7 +394,7 @@ func (v *Verifier) fill(ctx context.Context, d keystore.Digest) (*keystore.Key, 
 	v.Stats.StoreQueries.Add(1)
 	// The answer is as old as the query's start: what changed after that
 	// may not be in it.
-	fetched := v.now()
+	fetched := v.clock.Now()
 	k, err := v.store.Lookup(qctx, d)
 	<-v.sem
 	if err != nil && ctx.Err() != nil {

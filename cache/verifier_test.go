@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -100,27 +101,14 @@ func randomDigest() keystore.Digest {
 	return d
 }
 
-// clock is a manual time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newVerifier(t *testing.T, s Lookuper, cfg Config) (*Verifier, *clock) {
+func newVerifier(t *testing.T, s Lookuper, cfg Config) (*Verifier, *clock.Fake) {
 	t.Helper()
+	c := clock.NewFake(time.Unix(1_700_000_000, 0))
+	cfg.Clock = c
 	v, err := New(s, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	v.now = c.now
 	t.Cleanup(v.Close)
 	return v, c
 }
@@ -139,7 +127,7 @@ func TestHitMissAndTTL(t *testing.T) {
 	if q := s.queries.Load(); q != 1 {
 		t.Fatalf("%d store queries for 5 lookups of one key, want 1", q)
 	}
-	clk.add(time.Minute + time.Second)
+	clk.Advance(time.Minute + time.Second)
 	if _, err := v.Verify(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +151,7 @@ func TestNegativeCache(t *testing.T) {
 	if q := s.queries.Load(); q != 1 {
 		t.Fatalf("%d store queries for one unknown digest within the negative TTL, want 1", q)
 	}
-	clk.add(6 * time.Second)
+	clk.Advance(6 * time.Second)
 	v.Verify(context.Background(), d)
 	if q := s.queries.Load(); q != 2 {
 		t.Fatalf("negative entry outlived its TTL (queries %d)", q)
@@ -293,7 +281,7 @@ func TestStaleWhileStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.set(func(s *fakeStore) { s.err = errors.New("connection refused") })
-	clk.add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	if k, err := v.Verify(ctx, d); err != nil || k.ID != "a" {
 		t.Fatalf("cached key within max staleness: %v %v", k, err)
 	}
@@ -307,7 +295,7 @@ func TestStaleWhileStoreDown(t *testing.T) {
 	if _, err := v.Verify(ctx, randomDigest()); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("unknown key with the store down: %v", err)
 	}
-	clk.add(time.Minute)
+	clk.Advance(time.Minute)
 	if _, err := v.Verify(ctx, d); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("cached key beyond max staleness: %v", err)
 	}
@@ -336,7 +324,7 @@ func TestStaleRefreshSeesRevocation(t *testing.T) {
 		t.Fatal("a failed query did not put the verifier in store-down mode")
 	}
 	s.set(func(s *fakeStore) { s.err = nil; s.keys[d].RevokedAt = time.Now() })
-	clk.add(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	queries := s.queries.Load()
 	if k, err := v.Verify(ctx, d); err != nil || !k.RevokedAt.IsZero() {
 		t.Fatalf("stale entry while the store is believed down: %+v %v; want the cached record at once", k, err)
@@ -694,7 +682,7 @@ func TestBusyServesStaleEntry(t *testing.T) {
 	if _, err := v.Verify(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	release := holdSlots(t, v, s, 1)
 	defer release()
 	if k, err := v.Verify(context.Background(), d); err != nil || k.ID != "a" {
@@ -720,7 +708,7 @@ func TestCached(t *testing.T) {
 		t.Fatalf("Cached of an unknown key: %v %v", err, found)
 	}
 	queries := s.queries.Load()
-	clk.add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if _, _, found := v.Cached(d); found {
 		t.Fatal("Cached answered with an entry past its TTL")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/usage"
 )
@@ -45,6 +46,8 @@ type App struct {
 	// Usage configures usage metering: what each key did, per minute,
 	// written to the key store. On by default.
 	Usage *UsageConfig `json:"usage,omitempty"`
+
+	clock clock.Clock // nil: the system's
 }
 
 // UsageConfig configures usage metering.

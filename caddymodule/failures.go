@@ -77,6 +77,20 @@ func acquireFailureBudget(c *FailedAuthLimit) (*failureBudget, error) {
 
 func releaseFailureBudget(b *failureBudget) { failureBudgets.Delete(b.key) }
 
+// invalid refuses a request whose key failed its check (malformed,
+// unknown, revoked, ambiguous) and charges it to the client's budget
+// unless its store lookup was charged already: 401 while the budget
+// lasts, 429 once it is spent.
+func (h *Handler) invalid(w http.ResponseWriter, r *http.Request, charged bool, keyID string) error {
+	if !charged && h.failures != nil {
+		h.noteProxy(r)
+		if wait, over := h.failures.spend(r, h.clock.Now()); over {
+			return h.rejectRetry(w, r, h.problems.tooManyFailures, wait, keyID)
+		}
+	}
+	return h.reject(w, r, h.problems.invalid, keyID)
+}
+
 // clientAddr is the address a request's budget is kept under: Caddy's
 // client IP, which honours trusted_proxies, so that a client cannot pick
 // its own address with X-Forwarded-For unless it is a trusted proxy.
@@ -93,23 +107,9 @@ func clientAddr(r *http.Request) (netip.Addr, bool) {
 	return a, err == nil
 }
 
-// exhausted reports whether the request's client has no failed checks
-// left, and how long until it has one.
-func (b *failureBudget) exhausted(r *http.Request) (time.Duration, bool) {
-	if b == nil {
-		return 0, false
-	}
-	a, ok := clientAddr(r)
-	if !ok {
-		return 0, false
-	}
-	over, wait := b.table.Exhausted(a, now())
-	return wait, over
-}
-
 // spend charges one failed check to the request's client; over is true
 // when none was left.
-func (b *failureBudget) spend(r *http.Request) (wait time.Duration, over bool) {
+func (b *failureBudget) spend(r *http.Request, now time.Time) (wait time.Duration, over bool) {
 	if b == nil {
 		return 0, false
 	}
@@ -117,7 +117,7 @@ func (b *failureBudget) spend(r *http.Request) (wait time.Duration, over bool) {
 	if !ok {
 		return 0, false
 	}
-	allowed, wait := b.table.Spend(a, now())
+	allowed, wait := b.table.Spend(a, now)
 	return wait, !allowed
 }
 

@@ -9,11 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,9 +21,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"golang.org/x/net/http/httpguts"
 
-	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -130,7 +127,10 @@ type Handler struct {
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
 	logger         *zap.Logger
+	clock          clock.Clock     // the app's, unless a test set one
+	checks         []check         // the steps after the key is identified, in order
 	usage          *sharedRecorder // nil when usage metering is off
+	security       *securityLog
 	usageKey       recorderKey
 	format         keystore.Format
 	hasher         *keystore.Hasher
@@ -225,6 +225,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.clock == nil {
+		h.clock = clock.Or(app.clock)
+	}
 	// Each setting: the handler's own, else the keygate global option's,
 	// else the environment's, else the default.
 	database, databaseAs := h.Database, "database"
@@ -268,6 +271,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.problems = newProblems(h.realm(), h.Scopes, retrySeconds(h.RetryAfter))
+	h.checks = []check{statusCheck{h.problems}}
+	if len(h.Scopes) > 0 {
+		h.checks = append(h.checks, scopeCheck{h.Scopes, h.problems.scope})
+	}
 	h.checkLogRedaction(ctx)
 	if h.failures, err = acquireFailureBudget(h.FailedAuthLimit); err != nil {
 		return err
@@ -313,6 +320,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := v.store.AcceptPrefix(openCtx, h.format.Prefix()); err != nil {
 		h.logger.Debug("could not record the key prefix in the store", zap.Error(err))
 	}
+	h.security = newSecurityLog(h.logger)
 	h.logger.Info("api_key ready",
 		zap.String("database", keystore.RedactDSN(dsn)),
 		zap.String("prefix", h.format.Prefix()),
@@ -321,149 +329,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 }
 
 // validateConfig checks every field that needs no outside resource and
-// fills in defaults.
+// fills in defaults; each step checks its own settings.
 func (h *Handler) validateConfig() error {
 	if h.Prefix != "" {
 		if err := keystore.ValidatePrefix(h.Prefix); err != nil {
 			return err
 		}
 	}
-	h.sources = h.Sources
-	if len(h.sources) == 0 {
-		h.sources = defaultSources
-	}
-	h.sources = append([]KeySource(nil), h.sources...)
-	seen := map[KeySource]bool{}
-	for i := range h.sources {
-		if err := h.sources[i].validate(); err != nil {
+	for _, validate := range []func() error{h.validateSources, h.validateScopes, h.validateIdentity, h.validateCache} {
+		if err := validate(); err != nil {
 			return err
-		}
-		if seen[h.sources[i]] {
-			return fmt.Errorf("key source '%s' is listed twice", h.sources[i])
-		}
-		seen[h.sources[i]] = true
-	}
-	for _, s := range h.Scopes {
-		if err := keystore.ValidateScope(s); err != nil {
-			return fmt.Errorf("scopes: %v", err)
-		}
-	}
-	var err error
-	if h.idHeader, err = identityHeader("id_header", h.IDHeader, defaultIDHeader, h.sources); err != nil {
-		return err
-	}
-	if h.ownerHeader, err = identityHeader("owner_header", h.OwnerHeader, defaultOwnerHeader, h.sources); err != nil {
-		return err
-	}
-	if h.idHeader != "" && h.idHeader == h.ownerHeader {
-		return fmt.Errorf("id_header and owner_header are both %s", h.idHeader)
-	}
-	// The default names are removed from every request even when renamed
-	// or off: an upstream may still trust them.
-	h.identityNames = nil
-	for _, n := range []string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader} {
-		if n != "" && !slices.Contains(h.identityNames, n) {
-			h.identityNames = append(h.identityNames, n)
-		}
-	}
-	h.trailerBlocked = append([]string{"Authorization"}, h.identityNames...)
-	for _, src := range h.sources {
-		switch src.From {
-		case FromHeader:
-			h.trailerBlocked = append(h.trailerBlocked, src.Name)
-		case FromCookie:
-			h.trailerBlocked = append(h.trailerBlocked, "Cookie")
 		}
 	}
 	if _, _, err := failedAuthLimit(h.FailedAuthLimit); err != nil {
 		return err
 	}
-	h.crossOrigin = nil
-	for _, src := range h.sources {
-		if src.From == FromCookie {
-			h.crossOrigin = http.NewCrossOriginProtection()
-		}
-	}
-	for _, o := range h.AllowedOrigins {
-		if h.crossOrigin == nil {
-			return fmt.Errorf("allowed_origins is only used with a cookie key source")
-		}
-		if err := h.crossOrigin.AddTrustedOrigin(o); err != nil {
-			return fmt.Errorf("allowed_origins: %v", err)
-		}
+	if h.RetryAfter < 0 {
+		return fmt.Errorf("retry_after must not be negative")
 	}
 	if strings.ContainsAny(h.Realm, "\"\\") || strings.IndexFunc(h.Realm, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
 		return fmt.Errorf("realm %q may contain only printable ASCII without quotes or backslashes", h.Realm)
 	}
-	for name, d := range map[string]caddy.Duration{"retry_after": h.RetryAfter, "store_timeout": h.StoreTimeout} {
-		if d < 0 {
-			return fmt.Errorf("%s must not be negative", name)
-		}
-	}
-	if h.StoreTimeout > 0 && time.Duration(h.StoreTimeout) < minStoreTimeout {
-		return fmt.Errorf("store_timeout %v is too short for any key store query (every uncached key would get 503); use at least %v",
-			time.Duration(h.StoreTimeout), minStoreTimeout)
-	}
-	if h.MaxStoreQueries < 0 {
-		return fmt.Errorf("max_store_queries must not be negative")
-	}
-	if c := h.Cache; c != nil {
-		if c.Size < 0 || c.NegativeSize < 0 {
-			return fmt.Errorf("cache sizes must not be negative")
-		}
-		if err := checkCacheSize("cache size", c.Size, bytesPerKey, totalMemory()); err != nil {
-			return err
-		}
-		if err := checkCacheSize("cache negative_size", c.NegativeSize, bytesPerUnknownKey, totalMemory()); err != nil {
-			return err
-		}
-		if c.TTL < 0 || (c.MaxStale != nil && *c.MaxStale < 0) || c.NegativeTTL < 0 {
-			return fmt.Errorf("cache durations must not be negative")
-		}
-	}
 	return nil
-}
-
-// What a full cache costs per entry, about (measured by
-// cache.TestCacheEntryCost; a key with long metadata costs more).
-const (
-	bytesPerKey        = 384
-	bytesPerUnknownKey = 256
-	maxCacheKeys       = 1 << 30
-)
-
-// checkCacheSize refuses a cache that could not fit in memory when full.
-// Memory is not reserved for the size (entries take memory as keys are
-// cached), but a size the machine cannot hold is a mistake.
-func checkCacheSize(what string, n, perEntry int64, machine uint64) error {
-	if n > maxCacheKeys {
-		return fmt.Errorf("%s %d is more than %d", what, n, maxCacheKeys)
-	}
-	if need := uint64(n) * uint64(perEntry); machine > 0 && need > machine/2 {
-		return fmt.Errorf("%s %d would take about %d MiB when full (about %d bytes per entry), more than half of this machine's %d MiB; "+
-			"at most %d fits", what, n, need>>20, perEntry, machine>>20, machine/2/uint64(perEntry))
-	}
-	return nil
-}
-
-func identityHeader(field, v, def string, sources []KeySource) (string, error) {
-	switch v {
-	case "":
-		v = def
-	case "-", "off":
-		// "off" as in the Caddyfile; no header is named Off.
-		return "", nil
-	}
-	if !httpguts.ValidHeaderFieldName(v) {
-		return "", fmt.Errorf("%s %q is not a valid header name", field, v)
-	}
-	v = textproto.CanonicalMIMEHeaderKey(v)
-	for _, s := range sources {
-		if (s.From == FromHeader && s.Name == v) || (s.From == FromBearer && v == "Authorization") {
-			return "", fmt.Errorf("%s %s is also a key source", field, v)
-		}
-	}
-	return v, nil
 }
 
 func (h *Handler) realm() string {
@@ -478,24 +365,6 @@ func retrySeconds(d caddy.Duration) int {
 		d = caddy.Duration(defaultRetryAfter)
 	}
 	return int((time.Duration(d) + time.Second - 1) / time.Second)
-}
-
-func (h *Handler) cacheConfig() cache.Config {
-	cfg := cache.Config{
-		QueryTimeout: time.Duration(h.StoreTimeout),
-		MaxQueries:   h.MaxStoreQueries,
-		MaxStale:     defaultMaxStale,
-	}
-	if c := h.Cache; c != nil {
-		cfg.MaxKeys = c.Size
-		cfg.TTL = time.Duration(c.TTL)
-		cfg.NegativeMaxKeys = c.NegativeSize
-		cfg.NegativeTTL = time.Duration(c.NegativeTTL)
-		if c.MaxStale != nil {
-			cfg.MaxStale = time.Duration(*c.MaxStale)
-		}
-	}
-	return cfg.WithDefaults()
 }
 
 // DefaultDatabase is the embedded store used when none is configured, by
@@ -552,6 +421,8 @@ func (h *Handler) Cleanup() error {
 		releaseFailureBudget(h.failures)
 		h.failures = nil
 	}
+	h.security.close()
+	h.security = nil
 	var errs []error
 	if h.verifier != nil {
 		h.verifier = nil
@@ -564,237 +435,6 @@ func (h *Handler) Cleanup() error {
 		errs = append(errs, releaseRecorder(h.usageKey))
 	}
 	return errors.Join(errs...)
-}
-
-// now is the handler's clock; tests replace it.
-var now = time.Now
-
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	raw, src, found := extract(r, h.sources)
-	switch found {
-	case keyAbsent:
-		if h.misplacedKey(r) {
-			h.debug("API key in Authorization without the Bearer scheme", r)
-			return h.reject(w, r, h.problems.wrongScheme)
-		}
-		h.debug("no API key in request", r)
-		return h.reject(w, r, h.problems.missing)
-	case keyAmbiguous:
-		h.debug("API key source holds more than one value", r)
-		return h.invalid(w, r, false)
-	}
-	if h.sources[src].From == FromCookie {
-		if err := h.crossOrigin.Check(r); err != nil {
-			h.debug("cross-origin request authenticated by a cookie", r, zap.Error(err))
-			return h.reject(w, r, h.problems.crossOrigin)
-		}
-	}
-	parsed, err := h.format.Parse(raw)
-	if err != nil {
-		// err names the failed check and never contains the key.
-		h.debug("malformed API key", r, zap.Error(err))
-		return h.invalid(w, r, false)
-	}
-	d := h.hasher.Digest(parsed)
-	key, err, cached := h.verifier.Cached(d)
-	charged := false
-	if !cached {
-		key, err, charged = h.lookup(r, d, parsed.ID)
-		var ref *refusal
-		if errors.As(err, &ref) {
-			return h.rejectRetry(w, r, ref.problem, ref.wait)
-		}
-	}
-	switch {
-	case errors.Is(err, keystore.ErrNotFound):
-		h.debug("unknown API key", r, zap.String("key_id", parsed.ID))
-		return h.invalid(w, r, charged)
-	case err != nil:
-		switch {
-		case r.Context().Err() != nil:
-			// The client left while its key was being looked up: not a
-			// store problem worth an error log.
-			h.debug("client went away during the key lookup", r)
-		case errors.Is(err, cache.ErrBusy):
-			h.debug("no key store query slot free in time; answering 503", r)
-		default:
-			h.storeError(err)
-		}
-		return h.reject(w, r, h.problems.unavailable)
-	}
-	if h.usage == nil {
-		return h.decide(w, r, key, charged, next)
-	}
-	return h.metered(w, r, key, charged, next)
-}
-
-// decide answers a request whose key the store knows: refused if the key
-// is revoked, expired or lacks a scope, else passed on with its identity.
-func (h *Handler) decide(w http.ResponseWriter, r *http.Request, key *keystore.Key, charged bool, next caddyhttp.Handler) error {
-	switch key.Status(now()) {
-	case keystore.StatusRevoked:
-		h.debug("revoked API key", r, zap.String("key_id", key.ID))
-		return h.invalid(w, r, charged)
-	case keystore.StatusExpired:
-		h.debug("expired API key", r, zap.String("key_id", key.ID))
-		return h.reject(w, r, h.problems.expired)
-	}
-	if !key.HasScopes(h.Scopes) {
-		h.debug("API key lacks required scopes", r, zap.String("key_id", key.ID))
-		return h.reject(w, r, h.problems.scope)
-	}
-	h.admit(r, key)
-	countRequest("ok")
-	return next.ServeHTTP(w, r)
-}
-
-// refusal is lookup's answer when the client may not make the lookup.
-type refusal struct {
-	problem *problem
-	wait    time.Duration
-}
-
-func (r *refusal) Error() string { return r.problem.code }
-
-// lookup asks the store about d through the cache, within the client's
-// budget. A lookup that starts a store query counts as a failed check
-// until the store says the key exists (charged reports that it was
-// counted); joining a lookup of the same key already in flight costs no
-// query and is free. A client out of budget, or whose share of lookups
-// stays in flight too long, gets a *refusal.
-func (h *Handler) lookup(r *http.Request, d keystore.Digest, id string) (*keystore.Key, error, bool) {
-	if h.failures == nil || h.verifier.InFlight(d) {
-		key, err := h.verifier.Verify(r.Context(), d)
-		return key, err, false
-	}
-	h.noteProxy(r)
-	if wait, over := h.failures.spend(r); over {
-		h.debug("client exceeded its budget of failed key checks", r, zap.String("key_id", id))
-		return nil, &refusal{h.problems.tooManyFailures, wait}, false
-	}
-	client, adm := h.pending.enter(r, h.poolKey.cfg.QueryTimeout, func() bool { return h.verifier.InFlight(d) })
-	switch adm {
-	case refused:
-		h.failures.refund(r)
-		h.debug("client's earlier key lookups did not finish in time", r, zap.String("key_id", id))
-		return nil, &refusal{h.problems.tooManyPending, time.Second}, false
-	case joinable:
-		h.failures.refund(r)
-		key, err := h.verifier.Verify(r.Context(), d)
-		return key, err, false
-	}
-	key, err := h.verifier.Verify(r.Context(), d)
-	h.pending.exit(client)
-	if lookupExcused(r, key, err) {
-		h.failures.refund(r)
-	}
-	return key, err, true
-}
-
-// misplacedKey reports whether a request without a key sent one in
-// Authorization in another form than "Bearer <key>" ("kg_…", "Token kg_…",
-// "Bearer<TAB>kg_…") while the bearer source is configured: it deserves an
-// answer that says how to send it, not "this API requires a key".
-func (h *Handler) misplacedKey(r *http.Request) bool {
-	if !slices.Contains(h.sources, KeySource{From: FromBearer}) {
-		return false
-	}
-	marker := h.format.Prefix() + "_"
-	for _, v := range r.Header["Authorization"] {
-		// The prefix anywhere, or a whole key in any form (Basic with the
-		// key as user name: curl -u "$KEY:").
-		if strings.Contains(v, marker) || authorizationHasKey(v, h.format) {
-			return true
-		}
-	}
-	return false
-}
-
-// invalid refuses a request whose key failed its check (malformed,
-// unknown, revoked, ambiguous) and charges it to the client's budget
-// unless its store lookup was charged already: 401 while the budget
-// lasts, 429 once it is spent.
-func (h *Handler) invalid(w http.ResponseWriter, r *http.Request, charged bool) error {
-	if !charged && h.failures != nil {
-		h.noteProxy(r)
-		if wait, over := h.failures.spend(r); over {
-			return h.rejectRetry(w, r, h.problems.tooManyFailures, wait)
-		}
-	}
-	return h.reject(w, r, h.problems.invalid)
-}
-
-// lookupExcused tells whether a store lookup charged to the client's
-// budget is refunded: the key exists and is not revoked, or the store
-// (not the client) failed. A lookup refused as busy, or abandoned by its
-// client, stays charged: that is what a flood looks like.
-func lookupExcused(r *http.Request, key *keystore.Key, err error) bool {
-	if err == nil {
-		return key.RevokedAt.IsZero()
-	}
-	return errors.Is(err, cache.ErrUnavailable) && !errors.Is(err, cache.ErrBusy) && r.Context().Err() == nil
-}
-
-// admit removes the key from the request and sets the trusted identity.
-func (h *Handler) admit(r *http.Request, key *keystore.Key) {
-	strip(r, h.sources)
-	stripAuthorizationKeys(r, h.format)
-	stripQueryKeys(r, h.format)
-	for _, name := range h.identityNames {
-		r.Header.Del(name)
-	}
-	if h.idHeader != "" {
-		r.Header.Set(h.idHeader, key.ID)
-	}
-	if h.ownerHeader != "" && key.Owner != "" {
-		r.Header.Set(h.ownerHeader, key.Owner)
-	}
-	// reverse_proxy deletes the headers a client names in Connection, after
-	// this handler ran, and forwards request trailers.
-	keepFromConnection(r, h.identityNames)
-	guardTrailers(r, h.trailerBlocked)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", key.ID)
-		repl.Set("api_key.id", key.ID)
-		repl.Set("api_key.name", key.Name)
-		repl.Set("api_key.owner", key.Owner)
-		repl.Set("api_key.scopes", strings.Join(key.Scopes, ","))
-		// Any {api_key.meta.NAME} is answered, empty if the key has no
-		// such entry: a missing one must not reach the upstream as the
-		// placeholder's literal text.
-		meta := key.Metadata
-		repl.Map(func(name string) (any, bool) {
-			if entry, ok := strings.CutPrefix(name, "api_key.meta."); ok {
-				return meta[entry], true
-			}
-			return nil, false
-		})
-	}
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
-		extra.Add(zap.String("api_key_id", key.ID))
-	}
-}
-
-// debug logs why a request was refused. Never pass it the key.
-func (h *Handler) debug(msg string, r *http.Request, fields ...zap.Field) {
-	if ce := h.logger.Check(zapcore.DebugLevel, msg); ce != nil {
-		ce.Write(append(fields, zap.String("remote_addr", r.RemoteAddr))...)
-	}
-}
-
-// storeError logs a failed store query: at error level at most once a
-// second, so that an outage does not flood the log, and at debug level
-// otherwise.
-func (h *Handler) storeError(err error) {
-	level := zapcore.DebugLevel
-	t := time.Now().UnixNano()
-	if last := h.lastErrLog.Load(); t-last > int64(time.Second) && h.lastErrLog.CompareAndSwap(last, t) {
-		level = zapcore.ErrorLevel
-	}
-	if ce := h.logger.Check(level, "key store unavailable; answering 503"); ce != nil {
-		ce.Write(zap.Error(err))
-	}
 }
 
 // Interface guards

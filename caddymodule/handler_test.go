@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/internal/testkeys"
 	"github.com/keygate/keygate/keystore"
 )
@@ -152,6 +153,8 @@ func tryProvision(h *Handler) error {
 func observe(h *Handler) *observer.ObservedLogs {
 	core, logs := observer.New(zapcore.DebugLevel)
 	h.logger = zap.New(core)
+	h.security.close()
+	h.security = newSecurityLog(h.logger)
 	return logs
 }
 
@@ -322,22 +325,31 @@ func TestServeHTTPRefusals(t *testing.T) {
 
 func TestServeHTTPExpired(t *testing.T) {
 	ts := newTestStore(t)
-	key, _ := ts.issue(t, keystore.NewKeyParams{ExpiresAt: time.Now().Add(time.Hour)})
-	h := ts.handler(t, &Handler{Realm: "acme"})
+	start := time.Now().Truncate(time.Second)
+	expires := start.Add(time.Hour)
+	key, _ := ts.issue(t, keystore.NewKeyParams{ExpiresAt: expires})
+	clk := clock.NewFake(start)
+	h := ts.handler(t, &Handler{Realm: "acme", clock: clk, Cache: &CacheConfig{TTL: caddy.Duration(2 * time.Hour)}})
 
 	if s := serve(h, newRequest("/", bearer(key))); s.next == nil {
 		t.Fatalf("key refused before its expiry: %d %s", s.rec.Code, s.rec.Body)
 	}
-	// The handler's clock, not the cache, decides: the record cached by
-	// the first request must now count as expired.
-	old := now
-	now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	t.Cleanup(func() { now = old })
+	// The handler's clock, not the cache, decides, to the instant: the
+	// record cached by the first request is still fresh, and still
+	// accepted a nanosecond before the expiry.
+	clk.Set(expires.Add(-time.Nanosecond))
+	if s := serve(h, newRequest("/", bearer(key))); s.next == nil {
+		t.Fatalf("key refused a nanosecond before its expiry: %d %s", s.rec.Code, s.rec.Body)
+	}
+	clk.Set(expires)
 	s := serve(h, newRequest("/", bearer(key)))
 	checkProblem(t, s, http.StatusUnauthorized, CodeExpiredKey)
 	want := `Bearer realm="acme", error="invalid_token", error_description="The API key has expired"`
 	if got := s.rec.Header().Get("WWW-Authenticate"); got != want {
 		t.Errorf("WWW-Authenticate %q, want %q", got, want)
+	}
+	if q := h.verifier.Stats.StoreQueries.Load(); q != 1 {
+		t.Errorf("%d store queries, want 1: the expiry must be enforced on the cached entry", q)
 	}
 }
 

@@ -55,16 +55,18 @@ func newSharedStore(s keystore.Store, dsn string) *sharedStore {
 		defer close(done)
 		logAuditHeads(ctx, s, logger.With(zap.String("database", db)), auditHeadEvery)
 	}()
+	var interruptions uint64 // the callback is called from one goroutine
 	return &sharedStore{
 		Store:     s,
 		stopHeads: stop,
 		headsDone: done,
 		invalidator: cache.StartInvalidator(s, func(ok bool, err error) {
 			if ok {
-				logger.Info("watching key store for changes", zap.String("database", db))
+				logger.Info("watching key store for changes", zap.String("database", db), zap.Uint64("interruptions_total", interruptions))
 			} else {
+				interruptions++
 				logger.Warn("key change watch interrupted; cached keys are re-checked every second until it is back",
-					zap.String("database", db), zap.Error(err))
+					zap.String("database", db), zap.Uint64("interruptions_total", interruptions), zap.Error(err))
 			}
 		}),
 	}

@@ -102,15 +102,16 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 
 // rejectRetry answers with p and a Retry-After of wait, rounded up to
 // whole seconds.
-func (h *Handler) rejectRetry(w http.ResponseWriter, r *http.Request, p *problem, wait time.Duration) error {
+func (h *Handler) rejectRetry(w http.ResponseWriter, r *http.Request, p *problem, wait time.Duration, keyID string) error {
 	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-	return h.reject(w, r, p)
+	return h.reject(w, r, p, keyID)
 }
 
 // reject answers with p: by default with an application/problem+json
 // body; with handle_errors on, by returning the error to Caddy so that the
 // site's handle_errors routes render it. Headers are set either way.
-func (h *Handler) reject(w http.ResponseWriter, r *http.Request, p *problem) error {
+// keyID, when the key parsed, goes into the security log.
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, p *problem, keyID string) error {
 	hdr := w.Header()
 	if p.wwwAuth != "" {
 		hdr.Set("WWW-Authenticate", p.wwwAuth)
@@ -123,6 +124,7 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, p *problem) err
 		repl.Set("api_key.error", p.code)
 	}
 	countRequest(p.code)
+	h.security.refused(r, p.code, keyID)
 	if h.HandleErrors {
 		return caddyhttp.Error(p.status, p.err)
 	}

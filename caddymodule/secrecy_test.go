@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
 )
@@ -79,7 +80,8 @@ func TestNoKeyInHandlerLogs(t *testing.T) {
 	sent := []string{valid, expiring, revoked, unscoped, unknown, uncached}
 
 	sources := []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}, {From: FromQuery, Name: "k"}, {From: FromCookie, Name: "k"}}
-	h := ts.handler(t, &Handler{Sources: sources, Scopes: []string{"read"},
+	clk := clock.NewFake(time.Now())
+	h := ts.handler(t, &Handler{Sources: sources, Scopes: []string{"read"}, clock: clk,
 		FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 30}, StoreTimeout: caddy.Duration(300 * time.Millisecond)})
 	logs := observe(h)
 	waitWatching(t, h)
@@ -101,12 +103,8 @@ func TestNoKeyInHandlerLogs(t *testing.T) {
 	post := newRequest("/", "Cookie: k="+valid, "Sec-Fetch-Site: cross-site")
 	post.Method = http.MethodPost
 	serve(h, post)
-	func() {
-		old := now
-		now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-		defer func() { now = old }()
-		serve(h, newRequest("/", bearer(expiring)))
-	}()
+	clk.Advance(2 * time.Hour)
+	serve(h, newRequest("/", bearer(expiring)))
 	// Past its budget.
 	for i := 0; i < 40; i++ {
 		serve(h, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.1"))

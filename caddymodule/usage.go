@@ -4,26 +4,23 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/keygate/keygate/keystore"
 )
 
 // metered runs decide for a request whose key the store knows and counts
 // it in the key's usage: its final status (Keygate's own refusals
-// included), the request and response body bytes, and the time it took.
-func (h *Handler) metered(w http.ResponseWriter, r *http.Request, key *keystore.Key, charged bool, next caddyhttp.Handler) error {
-	start := time.Now()
+// included), the request and response body bytes, and the time it took
+// from the moment the handler got it.
+func (h *Handler) metered(w http.ResponseWriter, x *exchange, next caddyhttp.Handler) error {
 	m := &meter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	if r.Body != nil && r.Body != http.NoBody {
+	if r := x.r; r.Body != nil && r.Body != http.NoBody {
 		m.body.ReadCloser = r.Body
 		r.Body = &m.body
 	}
-	err := h.decide(m, r, key, charged, next)
-	end := time.Now()
-	h.usage.Record(key.ID, key.Owner, end, m.statusFor(err), m.body.n, m.out, end.Sub(start))
+	err := h.decide(m, x, next)
+	end := h.clock.Now()
+	h.usage.Record(x.key.ID, x.key.Owner, end, m.statusFor(err), m.body.n, m.out, end.Sub(x.now))
 	return err
 }
 

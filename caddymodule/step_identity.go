@@ -1,0 +1,114 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// The last step: the request goes on without its key and with the key's
+// identity, in headers the client cannot set or smuggle, in placeholders
+// and in the access log.
+
+// admit removes the key from the request and sets the trusted identity.
+func (h *Handler) admit(r *http.Request, key *keystore.Key) {
+	strip(r, h.sources)
+	stripAuthorizationKeys(r, h.format)
+	stripQueryKeys(r, h.format)
+	for _, name := range h.identityNames {
+		r.Header.Del(name)
+	}
+	if h.idHeader != "" {
+		r.Header.Set(h.idHeader, key.ID)
+	}
+	if h.ownerHeader != "" && key.Owner != "" {
+		r.Header.Set(h.ownerHeader, key.Owner)
+	}
+	// reverse_proxy deletes the headers a client names in Connection, after
+	// this handler ran, and forwards request trailers.
+	keepFromConnection(r, h.identityNames)
+	guardTrailers(r, h.trailerBlocked)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", key.ID)
+		repl.Set("api_key.id", key.ID)
+		repl.Set("api_key.name", key.Name)
+		repl.Set("api_key.owner", key.Owner)
+		repl.Set("api_key.scopes", strings.Join(key.Scopes, ","))
+		// Any {api_key.meta.NAME} is answered, empty if the key has no
+		// such entry: a missing one must not reach the upstream as the
+		// placeholder's literal text.
+		meta := key.Metadata
+		repl.Map(func(name string) (any, bool) {
+			if entry, ok := strings.CutPrefix(name, "api_key.meta."); ok {
+				return meta[entry], true
+			}
+			return nil, false
+		})
+	}
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+		extra.Add(zap.String("api_key_id", key.ID))
+	}
+}
+
+// validateIdentity checks the identity header names (after the sources:
+// a header cannot be both) and lists the headers a client must never
+// set or send as a trailer.
+func (h *Handler) validateIdentity() error {
+	var err error
+	if h.idHeader, err = identityHeader("id_header", h.IDHeader, defaultIDHeader, h.sources); err != nil {
+		return err
+	}
+	if h.ownerHeader, err = identityHeader("owner_header", h.OwnerHeader, defaultOwnerHeader, h.sources); err != nil {
+		return err
+	}
+	if h.idHeader != "" && h.idHeader == h.ownerHeader {
+		return fmt.Errorf("id_header and owner_header are both %s", h.idHeader)
+	}
+	// The default names are removed from every request even when renamed
+	// or off: an upstream may still trust them.
+	h.identityNames = nil
+	for _, n := range []string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader} {
+		if n != "" && !slices.Contains(h.identityNames, n) {
+			h.identityNames = append(h.identityNames, n)
+		}
+	}
+	h.trailerBlocked = append([]string{"Authorization"}, h.identityNames...)
+	for _, src := range h.sources {
+		switch src.From {
+		case FromHeader:
+			h.trailerBlocked = append(h.trailerBlocked, src.Name)
+		case FromCookie:
+			h.trailerBlocked = append(h.trailerBlocked, "Cookie")
+		}
+	}
+	return nil
+}
+
+func identityHeader(field, v, def string, sources []KeySource) (string, error) {
+	switch v {
+	case "":
+		v = def
+	case "-", "off":
+		// "off" as in the Caddyfile; no header is named Off.
+		return "", nil
+	}
+	if !httpguts.ValidHeaderFieldName(v) {
+		return "", fmt.Errorf("%s %q is not a valid header name", field, v)
+	}
+	v = textproto.CanonicalMIMEHeaderKey(v)
+	for _, s := range sources {
+		if (s.From == FromHeader && s.Name == v) || (s.From == FromBearer && v == "Authorization") {
+			return "", fmt.Errorf("%s %s is also a key source", field, v)
+		}
+	}
+	return v, nil
+}
