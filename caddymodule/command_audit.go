@@ -32,7 +32,8 @@ of the event before it. --verify checks the whole chain from the first event
 and names the first one that was altered, reordered or removed; it prints
 the chain's head as SEQ:HASH. Removing the newest events leaves a shorter
 chain that still holds together: --head SEQ:HASH, a head recorded earlier
-(gateways log it at start and every hour, as "audit chain head"), also
+(gateways log it at start, within a minute of a change and every hour, as
+"audit chain head"), also
 proves that no event up to it is missing.`,
 		Args: cobra.NoArgs,
 	}

@@ -51,6 +51,8 @@ var (
 			"Usage batches the key store has taken.", nil, nil),
 		usageErrors: prometheus.NewDesc("caddy_api_key_usage_write_errors_total",
 			"Failed usage batch writes (each is retried).", nil, nil),
+		auditEvents: prometheus.NewDesc("caddy_api_key_audit_events",
+			"Events in the audit chains of the key stores in use (written by every process: CLI, admin API), read every minute.", nil, nil),
 	}
 )
 
@@ -92,6 +94,7 @@ type totals struct {
 	resyncs, malformed                                                           uint64
 	recorded, written, dropped, batches, writeErrors                             uint64
 	buffered                                                                     int64 // a gauge: live recorders only
+	auditEvents                                                                  int64 // a gauge: live stores only
 }
 
 // metricSource is a cache, store or recorder whose counters are exported.
@@ -122,6 +125,7 @@ func retireMetrics(s metricSource) {
 	delete(metricSources.live, s)
 	s.addTo(&metricSources.retired)
 	metricSources.retired.buffered = 0
+	metricSources.retired.auditEvents = 0
 }
 
 func (v *sharedVerifier) addTo(t *totals) {
@@ -141,6 +145,7 @@ func (v *sharedVerifier) addTo(t *totals) {
 func (s *sharedStore) addTo(t *totals) {
 	t.malformed += s.invalidator.Malformed()
 	t.resyncs += s.invalidator.Resyncs()
+	t.auditEvents += s.auditEvents.Load()
 }
 
 func (r *sharedRecorder) addTo(t *totals) {
@@ -158,11 +163,12 @@ func (r *sharedRecorder) addTo(t *totals) {
 type keygateCollector struct {
 	lookups, queries, errors, invalidations, purges, busy, abandoned, resyncs, malformed *prometheus.Desc
 	usageRecorded, usageWritten, usageDropped, usageBuffered, usageBatches, usageErrors  *prometheus.Desc
+	auditEvents                                                                          *prometheus.Desc
 }
 
 func (c *keygateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.lookups, c.queries, c.errors, c.invalidations, c.purges, c.busy, c.abandoned, c.resyncs, c.malformed,
-		c.usageRecorded, c.usageWritten, c.usageDropped, c.usageBuffered, c.usageBatches, c.usageErrors} {
+		c.usageRecorded, c.usageWritten, c.usageDropped, c.usageBuffered, c.usageBatches, c.usageErrors, c.auditEvents} {
 		ch <- d
 	}
 }
@@ -195,4 +201,5 @@ func (c *keygateCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.usageBatches, t.batches)
 	counter(c.usageErrors, t.writeErrors)
 	ch <- prometheus.MustNewConstMetric(c.usageBuffered, prometheus.GaugeValue, float64(t.buffered))
+	ch <- prometheus.MustNewConstMetric(c.auditEvents, prometheus.GaugeValue, float64(t.auditEvents))
 }

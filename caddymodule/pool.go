@@ -1,13 +1,16 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/usage"
@@ -44,32 +47,29 @@ type sharedStore struct {
 	invalidator *cache.Invalidator
 	stopHeads   context.CancelFunc
 	headsDone   chan struct{}
+	auditEvents atomic.Int64 // the audit chain's length when last read
 }
 
 func newSharedStore(s keystore.Store, dsn string) *sharedStore {
 	logger := caddy.Log().Named("http.handlers.api_key")
 	db := keystore.RedactDSN(dsn)
 	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	st := &sharedStore{Store: s, stopHeads: stop, headsDone: make(chan struct{})}
 	go func() {
-		defer close(done)
-		logAuditHeads(ctx, s, logger.With(zap.String("database", db)), auditHeadEvery)
+		defer close(st.headsDone)
+		st.watchAuditHead(ctx, logger.With(zap.String("database", db)), auditHeadPoll, auditHeadLog)
 	}()
 	var interruptions uint64 // the callback is called from one goroutine
-	return &sharedStore{
-		Store:     s,
-		stopHeads: stop,
-		headsDone: done,
-		invalidator: cache.StartInvalidator(s, func(ok bool, err error) {
-			if ok {
-				logger.Info("watching key store for changes", zap.String("database", db), zap.Uint64("interruptions_total", interruptions))
-			} else {
-				interruptions++
-				logger.Warn("key change watch interrupted; cached keys are re-checked every second until it is back",
-					zap.String("database", db), zap.Uint64("interruptions_total", interruptions), zap.Error(err))
-			}
-		}),
-	}
+	st.invalidator = cache.StartInvalidator(s, func(ok bool, err error) {
+		if ok {
+			logger.Info("watching key store for changes", zap.String("database", db), zap.Uint64("interruptions_total", interruptions))
+		} else {
+			interruptions++
+			logger.Warn("key change watch interrupted; cached keys are re-checked every second until it is back",
+				zap.String("database", db), zap.Uint64("interruptions_total", interruptions), zap.Error(err))
+		}
+	})
+	return st
 }
 
 func (s *sharedStore) Destruct() error {
@@ -129,20 +129,27 @@ func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifi
 	return val.(*sharedVerifier), nil
 }
 
-// auditHeadEvery is how often a gateway logs the audit chain's head; a
-// failed read is retried after auditHeadRetry.
+// How often a gateway reads the audit chain's head (for the
+// caddy_api_key_audit_events gauge, and to log a head that changed), and
+// how often it logs the head even if it did not change.
 const (
-	auditHeadEvery = time.Hour
-	auditHeadRetry = time.Minute
+	auditHeadPoll = time.Minute
+	auditHeadLog  = time.Hour
 )
 
-// logAuditHeads logs the audit chain's head ("audit chain head", SEQ:HASH)
-// at start and every interval until ctx ends, so that the operator's log
-// pipeline keeps a copy outside the database to verify the chain against
-// (`caddy api-key audit --verify --head SEQ:HASH`).
-func logAuditHeads(ctx context.Context, s keystore.Store, logger *zap.Logger, every time.Duration) {
-	for {
-		wait := every
+// watchAuditHead reads the audit chain's head at start and every poll
+// until ctx ends, keeps its length in s.auditEvents, and logs it ("audit
+// chain head", SEQ:HASH) at start, when it changed, and every logEvery
+// anyway, so that the operator's log pipeline keeps a copy outside the
+// database to verify the chain against (`caddy api-key audit --verify
+// --head SEQ:HASH`). A failed read is logged and retried at the next poll.
+func (s *sharedStore) watchAuditHead(ctx context.Context, logger *zap.Logger, poll, logEvery time.Duration) {
+	var (
+		last     audit.Head
+		lastLog  time.Time
+		failures int
+	)
+	for first := true; ; first = false {
 		readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		head, err := s.Head(readCtx)
 		cancel()
@@ -150,17 +157,26 @@ func logAuditHeads(ctx context.Context, s keystore.Store, logger *zap.Logger, ev
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			wait = min(every, auditHeadRetry)
-			logger.Warn("could not read the audit chain head; retrying", zap.Duration("retry_in", wait), zap.Error(err))
-		case head.Seq == 0:
-			logger.Info("audit chain head", zap.String("head", ""), zap.Int64("events", 0))
+			if failures++; failures == 1 || time.Since(lastLog) >= logEvery {
+				lastLog = time.Now()
+				logger.Warn("could not read the audit chain head; retrying", zap.Duration("retry_in", poll), zap.Error(err))
+			}
 		default:
-			logger.Info("audit chain head", zap.String("head", head.String()), zap.Int64("events", head.Seq))
+			failures = 0
+			s.auditEvents.Store(head.Seq)
+			if first || head.Seq != last.Seq || !bytes.Equal(head.Hash, last.Hash) || time.Since(lastLog) >= logEvery {
+				last, lastLog = head, time.Now()
+				text := ""
+				if head.Seq > 0 {
+					text = head.String()
+				}
+				logger.Info("audit chain head", zap.String("head", text), zap.Int64("events", head.Seq))
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(poll):
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -78,5 +79,69 @@ func TestCountersSurviveReload(t *testing.T) {
 	// The replaced recorder wrote its counts when it was closed.
 	if w := after["caddy_api_key_usage_written_total"]; w != 5 {
 		t.Errorf("usage written after the reload: %v, want 5", w)
+	}
+}
+
+// TestMetricsCountWhatHappened: after a known mix of requests, /metrics
+// shows exactly that mix: results, cache answers, store queries, usage
+// counted and written, and the audit chain's length; the security log
+// has one line per refusal and no key.
+func TestMetricsCountWhatHappened(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, sqliteStore)
+	up := newUpstream(t)
+	reader := sb.createKey("reader", "--scopes", "read")
+	other := sb.createKey("other")
+	g := newGateway(t, sb)
+	g.globals = "\tkeygate {\n\t\tusage {\n\t\t\tflush_interval 200ms\n\t\t}\n\t}\n"
+	g.start(apiKeySite(g, up, "scopes read"))
+
+	unknown := unknownKey(t)
+	for i := 0; i < 3; i++ {
+		wantUpstream(t, "a key with the scope", bearer(t, g.url+"/", reader.Key))
+	}
+	wantStatus(t, "a key without the scope", bearer(t, g.url+"/", other.Key), http.StatusForbidden)
+	for i := 0; i < 2; i++ {
+		wantStatus(t, "no key", get(t, g.url+"/"), http.StatusUnauthorized)
+		wantStatus(t, "an unknown key", bearer(t, g.url+"/", unknown), http.StatusUnauthorized)
+	}
+	wantStatus(t, "a malformed key", bearer(t, g.url+"/", reader.Key+"x"), http.StatusUnauthorized)
+	wantStatus(t, "a malformed key", bearer(t, g.url+"/", "kg_short"), http.StatusUnauthorized)
+
+	want := map[string]float64{
+		`caddy_api_key_requests_total{result="ok"}`:                 3,
+		`caddy_api_key_requests_total{result="insufficient_scope"}`: 1,
+		`caddy_api_key_requests_total{result="missing_key"}`:        2,
+		`caddy_api_key_requests_total{result="invalid_key"}`:        4,
+		`caddy_api_key_requests_total{result="store_unavailable"}`:  0,
+		`caddy_api_key_cache_lookups_total{result="miss"}`:          3, // reader, other, unknown
+		`caddy_api_key_cache_lookups_total{result="hit"}`:           2,
+		`caddy_api_key_cache_lookups_total{result="negative"}`:      1,
+		`caddy_api_key_store_queries_total`:                         3,
+		`caddy_api_key_store_errors_total`:                          0,
+		`caddy_api_key_usage_recorded_total`:                        4, // the keys the store knows
+		`caddy_api_key_usage_written_total`:                         4,
+		`caddy_api_key_usage_dropped_total`:                         0,
+		`caddy_api_key_audit_events`:                                2, // two keys created
+	}
+	var got map[string]float64
+	// Usage is written every 200ms.
+	pollUntil(10*time.Second, 100*time.Millisecond, func() bool {
+		got = metrics(t, g)
+		return got[`caddy_api_key_usage_written_total`] == 4
+	})
+	for series, v := range want {
+		if got[series] != v {
+			t.Errorf("%s = %v, want %v", series, got[series], v)
+		}
+	}
+	log := g.log()
+	if n := strings.Count(log, `"msg":"api key refused"`); n != 7 {
+		t.Errorf("%d refusal lines in the log, want 7", n)
+	}
+	for _, k := range []string{reader.Key, other.Key, unknown} {
+		if strings.Contains(log, secretOf(k)) {
+			t.Fatalf("a key's secret is in the gateway's log")
+		}
 	}
 }
