@@ -58,37 +58,71 @@ type Tx interface {
 	Append(ctx context.Context, e *audit.Event) error
 }
 
-// Store keeps key records. Implementations are safe for concurrent use.
-// Every method honours the context's deadline. Keys change only in a
-// Change transaction, which is where their audit events are appended:
-// Lifecycle is the one caller.
+// Store keeps key records, their usage and their audit trail. It is the
+// union of the small interfaces below, which say what each part of
+// Keygate needs from it; the backends (packages keystore/postgres and
+// keystore/sqlite) implement all of them. Implementations are safe for
+// concurrent use, and every method honours the context's deadline.
 type Store interface {
+	Keys
 	UsageStore
+	AuditLog
+	ChangeFeed
+	Migrator
+	Registry
+	// Close releases the store's connections.
+	Close()
+}
+
+// Keys reads key records and changes them. Keys change only in a Change
+// transaction, which is where their audit events are appended: Lifecycle
+// is the one caller.
+type Keys interface {
 	// Lookup returns the key with digest d, or ErrNotFound. This is the
 	// request path's only query.
 	Lookup(ctx context.Context, d Digest) (*Key, error)
+	// Get returns the key with id, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Key, error)
+	// List returns keys ordered by creation time, then id.
+	List(ctx context.Context, f ListFilter) ([]*Key, error)
 	// Change runs f in one transaction: key changes and the audit events
 	// that record them commit together or not at all.
 	Change(ctx context.Context, f func(Tx) error) error
+}
+
+// AuditLog reads the audit chain that Tx.Append writes.
+type AuditLog interface {
 	// Events calls each for the audit events f selects, in chain order.
 	Events(ctx context.Context, f audit.Filter, each func(*audit.Event) error) error
 	// Head returns the audit chain's last sequence number and hash (Seq 0
 	// while it is empty).
 	Head(ctx context.Context) (audit.Head, error)
-	// Get returns the key with id, or ErrNotFound.
-	Get(ctx context.Context, id string) (*Key, error)
-	// List returns keys ordered by creation time, then id.
-	List(ctx context.Context, f ListFilter) ([]*Key, error)
+}
+
+// ChangeFeed tells caches which keys changed, in any process.
+type ChangeFeed interface {
+	// Watch reports key changes made by any process to h until ctx ends,
+	// reconnecting as needed; it returns ctx.Err(). PostgreSQL uses
+	// LISTEN/NOTIFY, SQLite polls a change log.
+	Watch(ctx context.Context, h ChangeHandler) error
+}
+
+// Migrator applies and reports the store's schema migrations.
+type Migrator interface {
 	// Migrate applies pending schema migrations and returns the versions
 	// it applied. Opening a store migrates too (unless Options.Schema
 	// says otherwise); this is for operators who want a separate step.
 	Migrate(ctx context.Context) ([]int, error)
 	// Pending returns the names of the migrations Migrate would apply.
 	Pending(ctx context.Context) ([]string, error)
-	// Watch reports key changes made by any process to h until ctx ends,
-	// reconnecting as needed; it returns ctx.Err(). PostgreSQL uses
-	// LISTEN/NOTIFY, SQLite polls a change log.
-	Watch(ctx context.Context, h ChangeHandler) error
+	// SchemaVersion returns the newest applied migration.
+	SchemaVersion(ctx context.Context) (int, error)
+}
+
+// Registry keeps what gateways record about themselves in the store's
+// keygate_meta table: the key prefixes they accept and the check value of
+// the pepper they hash with.
+type Registry interface {
 	// AcceptPrefix records that a gateway on this store accepts keys with
 	// prefix, as of now, so that the CLI can refuse to make keys no
 	// gateway accepts.
@@ -101,10 +135,6 @@ type Store interface {
 	// mistyped first pepper. It refuses (ErrStoreNotEmpty) while the store
 	// holds any key, since those keys work with the recorded pepper only.
 	ResetPepperCheck(ctx context.Context) error
-	// SchemaVersion returns the newest applied migration.
-	SchemaVersion(ctx context.Context) (int, error)
-	// Close releases the store's connections.
-	Close()
 }
 
 // ListFilter selects keys for Store.List.
