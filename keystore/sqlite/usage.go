@@ -1,4 +1,4 @@
-package keystore
+package sqlite
 
 import (
 	"context"
@@ -6,14 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keygate/keygate/keystore"
 )
 
-func (s *sqliteStore) WriteUsage(ctx context.Context, b *UsageBatch) (applied bool, err error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) WriteUsage(ctx context.Context, b *keystore.UsageBatch) (applied bool, err error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return false, err
 	}
-	rows := mergeRows(b.Rows)
-	usedIDs, usedAt := sortedLastUsed(b.LastUsed)
+	rows := b.MergedRows()
+	usedIDs, usedAt := b.SortedLastUsed()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("writing usage: %w", err)
@@ -64,11 +66,11 @@ ON CONFLICT (key_id, minute) DO UPDATE SET
 	return true, nil
 }
 
-func (s *sqliteStore) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) {
-	if err := checkUsageQuery(q); err != nil {
+func (s *store) Usage(ctx context.Context, q keystore.UsageQuery) ([]keystore.UsageBucket, error) {
+	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.init.ensure(ctx); err != nil {
+	if err := s.init.Ensure(ctx); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT (minute / ?1) * ?1 AS b,
@@ -76,14 +78,14 @@ func (s *sqliteStore) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, e
     sum(bytes_in), sum(bytes_out), sum(latency_us)
 FROM keygate_usage
 WHERE (?2 = '' OR key_id = ?2) AND (?3 = '' OR owner = ?3) AND minute >= ?4
-GROUP BY b ORDER BY b`, bucketSeconds(q.By), q.KeyID, q.Owner, q.Since.Unix())
+GROUP BY b ORDER BY b`, q.BucketSeconds(), q.KeyID, q.Owner, q.Since.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("reading usage: %w", err)
 	}
 	defer rows.Close()
-	var out []UsageBucket
+	var out []keystore.UsageBucket
 	for rows.Next() {
-		var b UsageBucket
+		var b keystore.UsageBucket
 		var start int64
 		if err := rows.Scan(&start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
 			&b.BytesIn, &b.BytesOut, &b.LatencyMicros); err != nil {
@@ -95,8 +97,8 @@ GROUP BY b ORDER BY b`, bucketSeconds(q.By), q.KeyID, q.Owner, q.Since.Unix())
 	return out, rows.Err()
 }
 
-func (s *sqliteStore) LastUsed(ctx context.Context, id string) (time.Time, error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) LastUsed(ctx context.Context, id string) (time.Time, error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return time.Time{}, err
 	}
 	var at int64
@@ -110,8 +112,8 @@ func (s *sqliteStore) LastUsed(ctx context.Context, id string) (time.Time, error
 	return time.UnixMicro(at).UTC(), nil
 }
 
-func (s *sqliteStore) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return 0, err
 	}
 	res, err := s.db.ExecContext(ctx, "DELETE FROM keygate_usage WHERE minute < ?", usageBefore.Unix())
