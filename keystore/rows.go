@@ -10,6 +10,32 @@ import (
 // What every backend does alike with its rows is written once, here: the
 // backends hold the SQL and turn their database's types into these.
 
+// Scanner is one row to read: pgx.Row and pgx.Rows are, and so are
+// *sql.Row and *sql.Rows.
+type Scanner interface {
+	Scan(dest ...any) error
+}
+
+// Rows are a query's result, as pgx.Rows and *sql.Rows hold it.
+type Rows interface {
+	Scanner
+	Next() bool
+	Err() error
+}
+
+// AppendRows reads each of rows with scan and appends what it read to
+// out.
+func AppendRows[T any](out []T, rows Rows, scan func(Scanner) (T, error)) ([]T, error) {
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // KeyColumns are the columns of keygate_keys in the order the backends
 // read and write them.
 const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at"
@@ -97,11 +123,16 @@ func PrefixRecord(prefix string) (name string, value []byte) {
 	return prefixMetaPrefix + prefix, []byte(now().Format(time.RFC3339))
 }
 
-// ParsePrefixRecord reads a row that PrefixRecord made; an unreadable
-// time is zero.
-func ParsePrefixRecord(name string, value []byte) RecordedPrefix {
+// ScanPrefixRecord reads a row (name, value) that PrefixRecord made; an
+// unreadable time is zero.
+func ScanPrefixRecord(row Scanner) (RecordedPrefix, error) {
+	var name string
+	var value []byte
+	if err := row.Scan(&name, &value); err != nil {
+		return RecordedPrefix{}, err
+	}
 	at, _ := time.Parse(time.RFC3339, string(value))
-	return RecordedPrefix{Prefix: strings.TrimPrefix(name, prefixMetaPrefix), At: at}
+	return RecordedPrefix{Prefix: strings.TrimPrefix(name, prefixMetaPrefix), At: at}, nil
 }
 
 // Permanent reports whether err is one of the store's refusals that no

@@ -12,7 +12,7 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-func scanKey(row pgx.Row) (*keystore.Key, error) {
+func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	var (
 		k       keystore.Key
 		digest  []byte
@@ -86,18 +86,11 @@ func (s *store) List(ctx context.Context, f keystore.ListFilter) ([]*keystore.Ke
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	defer rows.Close()
-	var out []*keystore.Key
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
+	keys, err := keystore.AppendRows(nil, rows, scanKey)
+	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
-	return out, nil
+	return keys, nil
 }
 
 func (s *store) Get(ctx context.Context, id string) (*keystore.Key, error) {

@@ -45,16 +45,11 @@ func (s *store) Prefixes(ctx context.Context) ([]keystore.RecordedPrefix, error)
 		return nil, fmt.Errorf("reading the key prefixes: %w", err)
 	}
 	defer rows.Close()
-	out := []keystore.RecordedPrefix{}
-	for rows.Next() {
-		var name string
-		var value []byte
-		if err := rows.Scan(&name, &value); err != nil {
-			return nil, fmt.Errorf("reading the key prefixes: %w", err)
-		}
-		out = append(out, keystore.ParsePrefixRecord(name, value))
+	prefixes, err := keystore.AppendRows([]keystore.RecordedPrefix{}, rows, keystore.ScanPrefixRecord)
+	if err != nil {
+		return nil, fmt.Errorf("reading the key prefixes: %w", err)
 	}
-	return out, rows.Err()
+	return prefixes, nil
 }
 
 func (s *store) ResetPepperCheck(ctx context.Context) error {

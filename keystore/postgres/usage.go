@@ -85,17 +85,19 @@ GROUP BY b ORDER BY b`, q.By, q.KeyID, q.Owner, q.Since.UTC())
 		return nil, fmt.Errorf("reading usage: %w", err)
 	}
 	defer rows.Close()
-	var out []keystore.UsageBucket
-	for rows.Next() {
-		var b keystore.UsageBucket
-		if err := rows.Scan(&b.Start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
-			&b.BytesIn, &b.BytesOut, &b.LatencyMicros); err != nil {
-			return nil, fmt.Errorf("reading usage: %w", err)
-		}
-		b.Start = b.Start.UTC()
-		out = append(out, b)
+	buckets, err := keystore.AppendRows(nil, rows, scanBucket)
+	if err != nil {
+		return nil, fmt.Errorf("reading usage: %w", err)
 	}
-	return out, rows.Err()
+	return buckets, nil
+}
+
+func scanBucket(row keystore.Scanner) (keystore.UsageBucket, error) {
+	var b keystore.UsageBucket
+	err := row.Scan(&b.Start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
+		&b.BytesIn, &b.BytesOut, &b.LatencyMicros)
+	b.Start = b.Start.UTC()
+	return b, err
 }
 
 func (s *store) LastUsed(ctx context.Context, id string) (time.Time, error) {

@@ -17,9 +17,7 @@ import (
 // SQLite keeps times as Unix microseconds, and scopes and metadata as
 // JSON text.
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanKey(row scanner) (*keystore.Key, error) {
+func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	var (
 		k                keystore.Key
 		digest           []byte
@@ -86,18 +84,11 @@ func (s *store) List(ctx context.Context, f keystore.ListFilter) ([]*keystore.Ke
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
 	defer rows.Close()
-	var out []*keystore.Key
-	for rows.Next() {
-		k, err := scanKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("listing keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
+	keys, err := keystore.AppendRows(nil, rows, scanKey)
+	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
-	return out, nil
+	return keys, nil
 }
 
 func (s *store) Get(ctx context.Context, id string) (*keystore.Key, error) {

@@ -83,18 +83,21 @@ GROUP BY b ORDER BY b`, q.BucketSeconds(), q.KeyID, q.Owner, q.Since.Unix())
 		return nil, fmt.Errorf("reading usage: %w", err)
 	}
 	defer rows.Close()
-	var out []keystore.UsageBucket
-	for rows.Next() {
-		var b keystore.UsageBucket
-		var start int64
-		if err := rows.Scan(&start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
-			&b.BytesIn, &b.BytesOut, &b.LatencyMicros); err != nil {
-			return nil, fmt.Errorf("reading usage: %w", err)
-		}
-		b.Start = time.Unix(start, 0).UTC()
-		out = append(out, b)
+	buckets, err := keystore.AppendRows(nil, rows, scanBucket)
+	if err != nil {
+		return nil, fmt.Errorf("reading usage: %w", err)
 	}
-	return out, rows.Err()
+	return buckets, nil
+}
+
+// scanBucket reads a bucket whose start is in Unix seconds.
+func scanBucket(row keystore.Scanner) (keystore.UsageBucket, error) {
+	var b keystore.UsageBucket
+	var start int64
+	err := row.Scan(&start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
+		&b.BytesIn, &b.BytesOut, &b.LatencyMicros)
+	b.Start = time.Unix(start, 0).UTC()
+	return b, err
 }
 
 func (s *store) LastUsed(ctx context.Context, id string) (time.Time, error) {
