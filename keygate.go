@@ -5,7 +5,8 @@
 // which is what `xcaddy build --with github.com/keygate/keygate` does. The
 // code lives in the packages below:
 //
-//	keystore     key format, hashing, the PostgreSQL and SQLite stores
+//	keystore     key format, hashing, the store interfaces
+//	             (backends in keystore/postgres and keystore/sqlite)
 //	cache        the verification cache in front of a store
 //	caddymodule  the Caddy glue
 package keygate

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/testkeys"
 	"github.com/keygate/keygate/keystore"
+	_ "github.com/keygate/keygate/keystore/sqlite"
 )
 
 // scriptedWatcher lets a test play the store's side of a watch.

@@ -1,7 +1,11 @@
 // Package keystore holds Keygate's key model and everything needed to
 // issue and check a key without a web server: the key format (generate,
-// parse, checksum), peppered hashing, the Store interface and its
-// PostgreSQL and embedded SQLite implementations with their migrations.
+// parse, checksum), peppered hashing, the lifecycle service, and the Store
+// interface, made of small ones (Keys, UsageStore, AuditLog, ChangeFeed,
+// Migrator, Registry). The backends live in packages of their own,
+// keystore/postgres and keystore/sqlite, each with its schema; they
+// register with Open (see Backend) and share what is not SQL from here.
+// Package keystore/storetest is the conformance suite both pass.
 //
 // A key travels as one string:
 //

@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// readiness runs a store's one-time setup (migrations, pepper check) on
+// Readiness runs a store's one-time setup (migrations, pepper check) on
 // first use and again after a failure, without piling up attempts: while
 // one attempt runs, others wait for it (or for their own deadline), and
-// after a failure a new attempt is made at most once per retryEvery; in
+// after a failure a new attempt is made at most once per RetryEvery; in
 // between, callers get the last error at once.
-type readiness struct {
+type Readiness struct {
 	setup func(context.Context) error
 
 	ready   atomic.Bool
@@ -21,13 +21,17 @@ type readiness struct {
 	lastTry time.Time
 }
 
-const retryEvery = 500 * time.Millisecond
+// RetryEvery is how often Readiness tries a failed setup again at the most.
+const RetryEvery = 500 * time.Millisecond
 
-func newReadiness(setup func(context.Context) error) *readiness {
-	return &readiness{setup: setup, lock: make(chan struct{}, 1)}
+// NewReadiness returns a Readiness that runs setup.
+func NewReadiness(setup func(context.Context) error) *Readiness {
+	return &Readiness{setup: setup, lock: make(chan struct{}, 1)}
 }
 
-func (r *readiness) ensure(ctx context.Context) error {
+// Ensure returns nil once setup has succeeded; until then it runs setup
+// (or waits for the attempt under way) and returns its error.
+func (r *Readiness) Ensure(ctx context.Context) error {
 	if r.ready.Load() {
 		return nil
 	}
@@ -40,7 +44,7 @@ func (r *readiness) ensure(ctx context.Context) error {
 	if r.ready.Load() {
 		return nil
 	}
-	if r.lastErr != nil && time.Since(r.lastTry) < retryEvery {
+	if r.lastErr != nil && time.Since(r.lastTry) < RetryEvery {
 		return r.lastErr
 	}
 	r.lastTry = time.Now()

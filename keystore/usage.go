@@ -114,7 +114,8 @@ type UsageStore interface {
 	PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (rows int64, err error)
 }
 
-func checkUsageQuery(q UsageQuery) error {
+// Validate checks q's bucket size; backends call it before they query.
+func (q UsageQuery) Validate() error {
 	switch q.By {
 	case ByMinute, ByHour, ByDay:
 		return nil

@@ -6,17 +6,17 @@ import (
 	"time"
 )
 
-// mergeRows returns rows with one row per key and minute (counts of
+// MergedRows returns b's rows with one row per key and minute (counts of
 // duplicates added together), sorted by key and minute. Writers that lock
 // rows in the same order cannot deadlock each other, and PostgreSQL's
 // upsert may touch each row once per statement.
-func mergeRows(rows []UsageRow) []UsageRow {
-	out := slices.Clone(rows)
+func (b *UsageBatch) MergedRows() []UsageRow {
+	out := slices.Clone(b.Rows)
 	for i := range out {
 		out[i].Minute = out[i].Minute.UTC().Truncate(time.Minute)
 	}
-	slices.SortFunc(out, func(a, b UsageRow) int {
-		return cmp.Or(cmp.Compare(a.KeyID, b.KeyID), a.Minute.Compare(b.Minute))
+	slices.SortFunc(out, func(x, y UsageRow) int {
+		return cmp.Or(cmp.Compare(x.KeyID, y.KeyID), x.Minute.Compare(y.Minute))
 	})
 	merged := out[:0]
 	for _, r := range out {
@@ -30,8 +30,9 @@ func mergeRows(rows []UsageRow) []UsageRow {
 	return merged
 }
 
-// sortedLastUsed returns a batch's last uses in key order.
-func sortedLastUsed(m map[string]time.Time) (ids []string, at []time.Time) {
+// SortedLastUsed returns b's last uses in key order, to the microsecond.
+func (b *UsageBatch) SortedLastUsed() (ids []string, at []time.Time) {
+	m := b.LastUsed
 	ids = make([]string, 0, len(m))
 	for id := range m {
 		ids = append(ids, id)
@@ -44,9 +45,9 @@ func sortedLastUsed(m map[string]time.Time) (ids []string, at []time.Time) {
 	return ids, at
 }
 
-// bucketSeconds is the length of a usage bucket.
-func bucketSeconds(by string) int64 {
-	switch by {
+// BucketSeconds is the length of q's buckets.
+func (q UsageQuery) BucketSeconds() int64 {
+	switch q.By {
 	case ByMinute:
 		return 60
 	case ByHour:

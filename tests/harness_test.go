@@ -38,6 +38,8 @@ import (
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/internal/testport"
 	"github.com/keygate/keygate/keystore"
+	_ "github.com/keygate/keygate/keystore/postgres"
+	_ "github.com/keygate/keygate/keystore/sqlite"
 )
 
 // caddyBin is the binary TestMain builds.

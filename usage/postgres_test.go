@@ -8,6 +8,7 @@ import (
 
 	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/keystore"
+	_ "github.com/keygate/keygate/keystore/postgres"
 )
 
 // TestAmbiguousCommitOnPostgres: the connection is cut after PostgreSQL

@@ -32,7 +32,7 @@ type mutation struct {
 	from  string // text that occurs exactly once in file
 	to    string // what it becomes
 	pkg   string // package whose tests must catch it
-	tests string // test names (a go test -run pattern)
+	tests string // test names (a go test -run pattern; "/" separates subtest levels)
 }
 
 var mutations = []mutation{
@@ -115,16 +115,16 @@ var mutations = []mutation{
 	},
 	{
 		name: "keystore: a malformed change notification purges every cache",
-		file: "keystore/watch.go",
+		file: "keystore/postgres/watch.go",
 		from: "\t\t\t} else {\n\t\t\t\th.MalformedChange()\n\t\t\t}",
 		to:   "\t\t\t} else {\n\t\t\t\th.Resync()\n\t\t\t}",
-		pkg:  "./keystore", tests: "TestWatchIgnoresMalformedChanges",
+		pkg:  "./keystore/postgres", tests: "TestConformance/WatchIgnoresMalformedChanges",
 	},
 	{
 		name: "keystore: the SQLite change log is read but not delivered",
-		file: "keystore/watch.go",
-		from: "\t\tif len(digest) == DigestLen {\n\t\t\th.KeyChanged(Digest(digest))",
-		to:   "\t\tif len(digest) == DigestLen {\n\t\t\t_ = digest",
+		file: "keystore/sqlite/watch.go",
+		from: "\t\tif len(digest) == keystore.DigestLen {\n\t\t\th.KeyChanged(keystore.Digest(digest))",
+		to:   "\t\tif len(digest) == keystore.DigestLen {\n\t\t\t_ = digest",
 		pkg:  "./cache", tests: "TestInvalidatorWithSQLite",
 	},
 	{
@@ -251,32 +251,32 @@ var mutations = []mutation{
 		file: "audit/audit.go",
 		from: "\tcase !bytes.Equal(e.Prev, c.prev):",
 		to:   "\tcase false:",
-		pkg:  "./keystore", tests: "TestVerifyAuditFindsTampering",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/VerifyAuditFindsTampering",
 	},
 	{
 		name: "audit: a head recorded earlier is not checked",
 		file: "audit/audit.go",
 		from: "\tif c.want != nil && !c.matched {",
 		to:   "\tif false {",
-		pkg:  "./keystore", tests: "TestVerifyAuditFindsTampering",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/VerifyAuditFindsTampering",
 	},
 	{
 		name: "audit: PostgreSQL appends without holding the chain's head",
-		file: "keystore/postgres.go",
+		file: "keystore/postgres/audit.go",
 		from: `"LOCK TABLE keygate_audit IN SHARE ROW EXCLUSIVE MODE"`,
 		to:   `"SELECT 1"`,
-		pkg:  "./keystore", tests: "TestConcurrentWritersMakeOneChain",
+		pkg:  "./keystore/postgres", tests: "TestConformance/ConcurrentWritersMakeOneChain",
 	},
 	{
 		name: "audit: a revoke commits without its event",
 		file: "keystore/lifecycle.go",
 		from: "\t\treturn appendEvent(ctx, tx, actor, audit.ActionRevoke, at, before, k)",
 		to:   "\t\t_ = before\n\t\treturn nil",
-		pkg:  "./keystore", tests: "TestLifecycleRecordsChanges",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/LifecycleRecordsChanges",
 	},
 	{
 		name: "usage: a retried batch is counted again",
-		file: "keystore/postgres_usage.go",
+		file: "keystore/postgres/usage.go",
 		from: "if err != nil || tag.RowsAffected() == 0 {",
 		to:   "if _ = tag; err != nil {",
 		pkg:  "./usage", tests: "TestAmbiguousCommitOnPostgres",
@@ -374,7 +374,7 @@ func check(scratch string, m mutation, timeout time.Duration) (verdict, detail s
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", "^("+m.tests+")$", m.pkg)
+	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-run", runPattern(m.tests), m.pkg)
 	cmd.Dir = scratch
 	out, err := cmd.CombinedOutput()
 	switch {
@@ -389,6 +389,17 @@ func check(scratch string, m mutation, timeout time.Duration) (verdict, detail s
 	default:
 		return "INVALID", string(out)
 	}
+}
+
+// runPattern anchors each level of a -run pattern, so that a break's
+// tests match by whole name, subtests ("TestConformance/LifecycleRecordsChanges")
+// included.
+func runPattern(tests string) string {
+	levels := strings.Split(tests, "/")
+	for i, l := range levels {
+		levels[i] = "^(" + l + ")$"
+	}
+	return strings.Join(levels, "/")
 }
 
 func repoRoot() (string, error) {

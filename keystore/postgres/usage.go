@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/keystore"
 )
 
-func (s *pgStore) WriteUsage(ctx context.Context, b *UsageBatch) (applied bool, err error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) WriteUsage(ctx context.Context, b *keystore.UsageBatch) (applied bool, err error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return false, err
 	}
-	rows := mergeRows(b.Rows)
+	rows := b.MergedRows()
 	n := len(rows)
 	var (
 		ids, owners                    = make([]string, n), make([]string, n)
@@ -25,7 +27,7 @@ func (s *pgStore) WriteUsage(ctx context.Context, b *UsageBatch) (applied bool, 
 		c1[i], c2[i], c3[i], c4[i], c5[i] = r.Status[0], r.Status[1], r.Status[2], r.Status[3], r.Status[4]
 		in[i], out[i], l[i] = r.BytesIn, r.BytesOut, r.LatencyMicros
 	}
-	usedIDs, usedAt := sortedLastUsed(b.LastUsed)
+	usedIDs, usedAt := b.SortedLastUsed()
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		applied = false // a retried transaction starts over
 		tag, err := tx.Exec(ctx, "INSERT INTO keygate_usage_batches (id, at) VALUES ($1, now()) ON CONFLICT (id) DO NOTHING", b.ID[:])
@@ -66,11 +68,11 @@ ON CONFLICT (key_id) DO UPDATE SET at = GREATEST(l.at, EXCLUDED.at)`, usedIDs, u
 	return applied, nil
 }
 
-func (s *pgStore) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) {
-	if err := checkUsageQuery(q); err != nil {
+func (s *store) Usage(ctx context.Context, q keystore.UsageQuery) ([]keystore.UsageBucket, error) {
+	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.init.ensure(ctx); err != nil {
+	if err := s.init.Ensure(ctx); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `SELECT date_trunc($1, minute, 'UTC') AS b,
@@ -83,21 +85,23 @@ GROUP BY b ORDER BY b`, q.By, q.KeyID, q.Owner, q.Since.UTC())
 		return nil, fmt.Errorf("reading usage: %w", err)
 	}
 	defer rows.Close()
-	var out []UsageBucket
-	for rows.Next() {
-		var b UsageBucket
-		if err := rows.Scan(&b.Start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
-			&b.BytesIn, &b.BytesOut, &b.LatencyMicros); err != nil {
-			return nil, fmt.Errorf("reading usage: %w", err)
-		}
-		b.Start = b.Start.UTC()
-		out = append(out, b)
+	buckets, err := keystore.AppendRows(nil, rows, scanBucket)
+	if err != nil {
+		return nil, fmt.Errorf("reading usage: %w", err)
 	}
-	return out, rows.Err()
+	return buckets, nil
 }
 
-func (s *pgStore) LastUsed(ctx context.Context, id string) (time.Time, error) {
-	if err := s.init.ensure(ctx); err != nil {
+func scanBucket(row keystore.Scanner) (keystore.UsageBucket, error) {
+	var b keystore.UsageBucket
+	err := row.Scan(&b.Start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
+		&b.BytesIn, &b.BytesOut, &b.LatencyMicros)
+	b.Start = b.Start.UTC()
+	return b, err
+}
+
+func (s *store) LastUsed(ctx context.Context, id string) (time.Time, error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return time.Time{}, err
 	}
 	var at time.Time
@@ -111,8 +115,8 @@ func (s *pgStore) LastUsed(ctx context.Context, id string) (time.Time, error) {
 	return at.UTC(), nil
 }
 
-func (s *pgStore) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return 0, err
 	}
 	tag, err := s.pool.Exec(ctx, "DELETE FROM keygate_usage WHERE minute < $1", usageBefore.UTC())

@@ -1,4 +1,4 @@
-package keystore
+package sqlite
 
 import (
 	"context"
@@ -6,14 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/keygate/keygate/keystore"
 )
 
-func (s *sqliteStore) WriteUsage(ctx context.Context, b *UsageBatch) (applied bool, err error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) WriteUsage(ctx context.Context, b *keystore.UsageBatch) (applied bool, err error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return false, err
 	}
-	rows := mergeRows(b.Rows)
-	usedIDs, usedAt := sortedLastUsed(b.LastUsed)
+	rows := b.MergedRows()
+	usedIDs, usedAt := b.SortedLastUsed()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("writing usage: %w", err)
@@ -64,11 +66,11 @@ ON CONFLICT (key_id, minute) DO UPDATE SET
 	return true, nil
 }
 
-func (s *sqliteStore) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, error) {
-	if err := checkUsageQuery(q); err != nil {
+func (s *store) Usage(ctx context.Context, q keystore.UsageQuery) ([]keystore.UsageBucket, error) {
+	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	if err := s.init.ensure(ctx); err != nil {
+	if err := s.init.Ensure(ctx); err != nil {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT (minute / ?1) * ?1 AS b,
@@ -76,27 +78,30 @@ func (s *sqliteStore) Usage(ctx context.Context, q UsageQuery) ([]UsageBucket, e
     sum(bytes_in), sum(bytes_out), sum(latency_us)
 FROM keygate_usage
 WHERE (?2 = '' OR key_id = ?2) AND (?3 = '' OR owner = ?3) AND minute >= ?4
-GROUP BY b ORDER BY b`, bucketSeconds(q.By), q.KeyID, q.Owner, q.Since.Unix())
+GROUP BY b ORDER BY b`, q.BucketSeconds(), q.KeyID, q.Owner, q.Since.Unix())
 	if err != nil {
 		return nil, fmt.Errorf("reading usage: %w", err)
 	}
 	defer rows.Close()
-	var out []UsageBucket
-	for rows.Next() {
-		var b UsageBucket
-		var start int64
-		if err := rows.Scan(&start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
-			&b.BytesIn, &b.BytesOut, &b.LatencyMicros); err != nil {
-			return nil, fmt.Errorf("reading usage: %w", err)
-		}
-		b.Start = time.Unix(start, 0).UTC()
-		out = append(out, b)
+	buckets, err := keystore.AppendRows(nil, rows, scanBucket)
+	if err != nil {
+		return nil, fmt.Errorf("reading usage: %w", err)
 	}
-	return out, rows.Err()
+	return buckets, nil
 }
 
-func (s *sqliteStore) LastUsed(ctx context.Context, id string) (time.Time, error) {
-	if err := s.init.ensure(ctx); err != nil {
+// scanBucket reads a bucket whose start is in Unix seconds.
+func scanBucket(row keystore.Scanner) (keystore.UsageBucket, error) {
+	var b keystore.UsageBucket
+	var start int64
+	err := row.Scan(&start, &b.Status[0], &b.Status[1], &b.Status[2], &b.Status[3], &b.Status[4],
+		&b.BytesIn, &b.BytesOut, &b.LatencyMicros)
+	b.Start = time.Unix(start, 0).UTC()
+	return b, err
+}
+
+func (s *store) LastUsed(ctx context.Context, id string) (time.Time, error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return time.Time{}, err
 	}
 	var at int64
@@ -110,8 +115,8 @@ func (s *sqliteStore) LastUsed(ctx context.Context, id string) (time.Time, error
 	return time.UnixMicro(at).UTC(), nil
 }
 
-func (s *sqliteStore) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
-	if err := s.init.ensure(ctx); err != nil {
+func (s *store) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.Time) (int64, error) {
+	if err := s.init.Ensure(ctx); err != nil {
 		return 0, err
 	}
 	res, err := s.db.ExecContext(ctx, "DELETE FROM keygate_usage WHERE minute < ?", usageBefore.Unix())

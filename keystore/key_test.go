@@ -1,0 +1,90 @@
+package keystore
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeyParamsValidate(t *testing.T) {
+	now := time.Now()
+	long := strings.Repeat("x", 300)
+	// Every case breaks one rule, and the error must name that rule: a
+	// case that failed for another reason would not guard its own.
+	var manyScopes []string
+	for i := range MaxScopes + 1 {
+		manyScopes = append(manyScopes, fmt.Sprintf("s%d", i))
+	}
+	manyMeta := map[string]string{}
+	for i := range MaxMetadata + 1 {
+		manyMeta[fmt.Sprintf("k%d", i)] = "v"
+	}
+	bad := map[string]struct {
+		p    NewKeyParams
+		want string
+	}{
+		"no name":            {NewKeyParams{}, "name is required"},
+		"blank name":         {NewKeyParams{Name: "  "}, "name is required"},
+		"long name":          {NewKeyParams{Name: long}, "name is too long"},
+		"control in name":    {NewKeyParams{Name: "a\nb"}, "control character"},
+		"bad utf8":           {NewKeyParams{Name: "a\xffb"}, "not valid UTF-8"},
+		"long owner":         {NewKeyParams{Name: "a", Owner: long}, "owner is too long"},
+		"bad scope":          {NewKeyParams{Name: "a", Scopes: []string{"read orders"}}, "may contain only"},
+		"empty scope":        {NewKeyParams{Name: "a", Scopes: []string{""}}, "must be 1 to 64 characters"},
+		"long scope":         {NewKeyParams{Name: "a", Scopes: []string{strings.Repeat("s", MaxScopeLen+1)}}, "must be 1 to 64 characters"},
+		"too many scopes":    {NewKeyParams{Name: "a", Scopes: manyScopes}, "too many scopes: 65"},
+		"bad meta key":       {NewKeyParams{Name: "a", Metadata: map[string]string{"a b": "c"}}, "may contain only"},
+		"long meta key":      {NewKeyParams{Name: "a", Metadata: map[string]string{strings.Repeat("k", MaxMetadataKey+1): "v"}}, "must be 1 to 64 characters"},
+		"bad meta value":     {NewKeyParams{Name: "a", Metadata: map[string]string{"a": "\x00"}}, "control character"},
+		"long meta value":    {NewKeyParams{Name: "a", Metadata: map[string]string{"a": strings.Repeat("v", MaxMetadataValue+1)}}, "is too long"},
+		"too many meta keys": {NewKeyParams{Name: "a", Metadata: manyMeta}, "too many metadata entries: 33"},
+		"past expiry":        {NewKeyParams{Name: "a", ExpiresAt: now.Add(-time.Second)}, "not in the future"},
+	}
+	for name, c := range bad {
+		err := c.p.Validate(now)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Validate = %v, want an error containing %q", name, err, c.want)
+		}
+	}
+	// At the limits exactly, everything is accepted.
+	edge := NewKeyParams{Name: "edge", Scopes: manyScopes[:MaxScopes], Metadata: map[string]string{}}
+	for k := range manyMeta {
+		if len(edge.Metadata) < MaxMetadata {
+			edge.Metadata[k] = strings.Repeat("v", MaxMetadataValue)
+		}
+	}
+	if err := edge.Validate(now); err != nil {
+		t.Fatalf("params at the limits refused: %v", err)
+	}
+	ok := NewKeyParams{Name: "ok", Owner: "Ünïcode owner", Scopes: []string{"b", "a:x", "b"}, Metadata: map[string]string{"k.1": "v"}}
+	if err := ok.Validate(now); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ok.Scopes, []string{"a:x", "b"}) {
+		t.Fatalf("scopes not normalised: %v", ok.Scopes)
+	}
+}
+
+// TestKeyStatusRevocationWinsOverExpiry: a key both revoked and expired
+// is revoked, so that it answers like an unknown key and does not tell a
+// client that it once existed.
+func TestKeyStatusRevocationWinsOverExpiry(t *testing.T) {
+	now := time.Unix(2_000_000_000, 0)
+	for _, c := range []struct {
+		k    Key
+		want string
+	}{
+		{Key{}, StatusActive},
+		{Key{ExpiresAt: now.Add(time.Second)}, StatusActive},
+		{Key{ExpiresAt: now}, StatusExpired},
+		{Key{RevokedAt: now.Add(-time.Hour)}, StatusRevoked},
+		{Key{RevokedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute)}, StatusRevoked},
+		{Key{RevokedAt: now.Add(-time.Minute), ExpiresAt: now.Add(-time.Hour)}, StatusRevoked},
+	} {
+		if got := c.k.Status(now); got != c.want {
+			t.Errorf("Status of %+v = %s, want %s", c.k, got, c.want)
+		}
+	}
+}
