@@ -46,6 +46,11 @@ type App struct {
 	// Usage configures usage metering: what each key did, per minute,
 	// written to the key store. On by default.
 	Usage *UsageConfig `json:"usage,omitempty"`
+	// RateLimitKeys bounds the keys whose rate-limit state a gateway
+	// holds, per store: about 100 bytes each, taken as keys are used.
+	// Keys at rest (whose whole burst is available) are forgotten first,
+	// which loses nothing. Default: 1,000,000.
+	RateLimitKeys int `json:"rate_limit_keys,omitempty"`
 
 	clock clock.Clock // nil: the system's
 }
@@ -97,6 +102,16 @@ func (u *UsageConfig) validate() error {
 	return nil
 }
 
+// defaultRateLimitKeys is the default of App.RateLimitKeys.
+const defaultRateLimitKeys = 1_000_000
+
+func (a *App) rateLimitKeys() int {
+	if a.RateLimitKeys > 0 {
+		return a.RateLimitKeys
+	}
+	return defaultRateLimitKeys
+}
+
 // usageSettings is the usage configuration in effect; off is nil.
 func (a *App) usageSettings() *UsageConfig {
 	u := UsageConfig{}
@@ -132,6 +147,9 @@ func (a *App) Provision(caddy.Context) error {
 		if err := keystore.ValidatePrefix(a.Prefix); err != nil {
 			return fmt.Errorf("keygate prefix: %v", err)
 		}
+	}
+	if a.RateLimitKeys < 0 {
+		return fmt.Errorf("keygate rate_limit_keys must be positive, got %d", a.RateLimitKeys)
 	}
 	if a.Usage != nil {
 		return a.Usage.validate()
@@ -207,8 +225,18 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			a.Usage = u
+		case "rate_limit_keys":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, d.Errf("keygate rate_limit_keys must be a positive whole number, got '%s'", v)
+			}
+			a.RateLimitKeys = n
 		default:
-			return nil, d.Errf("keygate: unknown setting '%s' (known: database, pepper, prefix, usage)", name)
+			return nil, d.Errf("keygate: unknown setting '%s' (known: database, pepper, prefix, usage, rate_limit_keys)", name)
 		}
 	}
 	raw, err := json.Marshal(a)

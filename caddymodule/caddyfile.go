@@ -31,6 +31,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		store_timeout     <duration>
 //		max_store_queries <n>
 //		failed_auth_limit <n>/s|m|h [burst <n>] | off
+//		rate_limit        <n>/s|m|h [burst <n>]
+//		rate_limit_headers on | off
 //		allowed_origins   <origin...>
 //		cache {
 //			size         <n>
@@ -172,6 +174,38 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if _, _, err := failedAuthLimit(h.FailedAuthLimit); err != nil {
 				return d.Err(err.Error())
 			}
+		case "rate_limit":
+			if err := once(name); err != nil {
+				return err
+			}
+			args := d.RemainingArgs()
+			switch {
+			case len(args) == 1:
+				h.RateLimit = &RateLimit{Rate: args[0]}
+			case len(args) == 3 && args[1] == "burst":
+				n, err := strconv.Atoi(args[2])
+				if err != nil || n <= 0 {
+					return d.Errf("rate_limit: burst must be a positive whole number, got '%s'", args[2])
+				}
+				h.RateLimit = &RateLimit{Rate: args[0], Burst: n}
+			default:
+				return d.Errf("rate_limit takes '<n>/s|m|h [burst <n>]', e.g. 'rate_limit 100/s burst 200'")
+			}
+			if _, err := h.RateLimit.policy("rate_limit"); err != nil {
+				return d.Err(err.Error())
+			}
+		case "rate_limit_headers":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			if v != "on" && v != "off" {
+				return d.Errf("rate_limit_headers takes 'on' or 'off', got '%s'", v)
+			}
+			h.RateLimitHeaders = v
 		case "allowed_origins":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

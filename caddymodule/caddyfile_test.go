@@ -55,6 +55,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			store_timeout     500ms
 			max_store_queries 4
 			failed_auth_limit 5/m burst 10
+			rate_limit        100/s burst 200
+			rate_limit_headers off
 			allowed_origins   https://app.example.com
 			allowed_origins   https://admin.example.com:8443
 			cache {
@@ -83,6 +85,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			"store_timeout": 500000000,
 			"max_store_queries": 4,
 			"failed_auth_limit": {"rate": "5/m", "burst": 10},
+			"rate_limit": {"rate": "100/s", "burst": 200},
+			"rate_limit_headers": "off",
 			"allowed_origins": ["https://app.example.com", "https://admin.example.com:8443"],
 			"cache": {
 				"size": 1000,
@@ -114,6 +118,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"failed_auth_limit rate only", `api_key {
 			failed_auth_limit 100/h
 		}`, `{"failed_auth_limit": {"rate": "100/h"}}`},
+		{"rate_limit rate only", `api_key {
+			rate_limit 1000/h
+		}`, `{"rate_limit": {"rate": "1000/h"}}`},
 		{"identity headers off", `api_key {
 			id_header off
 			owner_header off
@@ -237,6 +244,15 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"failed_auth_limit burst zero", "api_key {\nfailed_auth_limit 1/s burst 0\n}", "burst must be a positive whole number, got '0'"},
 		{"failed_auth_limit burst without n", "api_key {\nfailed_auth_limit 1/s burst\n}", "failed_auth_limit takes"},
 		{"failed_auth_limit off with rate", "api_key {\nfailed_auth_limit off 1/s\n}", "failed_auth_limit takes"},
+		{"rate_limit without value", "api_key {\nrate_limit\n}", "rate_limit takes '<n>/s|m|h [burst <n>]', e.g. 'rate_limit 100/s burst 200'"},
+		{"rate_limit twice", "api_key {\nrate_limit 1/s\nrate_limit 2/s\n}", "subdirective 'rate_limit' given more than once"},
+		{"rate_limit bad unit", "api_key {\nrate_limit 100/d\n}", "rate_limit: rate \"100/d\" must be N/s, N/m or N/h with N a positive whole number (e.g. 100/s)"},
+		{"rate_limit fraction", "api_key {\nrate_limit 0.5/s\n}", "must be N/s, N/m or N/h"},
+		{"rate_limit burst zero", "api_key {\nrate_limit 1/s burst 0\n}", "rate_limit: burst must be a positive whole number, got '0'"},
+		{"rate_limit burst too big", "api_key {\nrate_limit 1/s burst 2000000\n}", "rate_limit: burst must be 1 to 1000000"},
+		{"rate_limit count too big for the default burst", "api_key {\nrate_limit 2000000/s\n}", "needs a burst of at most 1000000"},
+		{"rate_limit off", "api_key {\nrate_limit off\n}", "rate \"off\" must be N/s, N/m or N/h"},
+		{"rate_limit_headers bad", "api_key {\nrate_limit_headers no\n}", "rate_limit_headers takes 'on' or 'off', got 'no'"},
 		{"allowed_origins without value", "api_key {\nallowed_origins\n}", "wrong argument count"},
 
 		{"retry_after zero", "api_key {\nretry_after 0\n}", "retry_after must be greater than 0"},

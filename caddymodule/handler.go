@@ -117,6 +117,16 @@ type Handler struct {
 	// clients share. Default: 20/s with a burst of 100.
 	FailedAuthLimit *FailedAuthLimit `json:"failed_auth_limit,omitempty"`
 
+	// RateLimit limits each key's requests on this route, unless the key
+	// has a limit of its own: GCRA per key, in memory, per gateway
+	// process. Refused requests get 429 rate_limited with Retry-After.
+	// Default: none (unlimited).
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// RateLimitHeaders, "off", stops the RateLimit-Policy and RateLimit
+	// response headers of rate-limited keys. Default: on.
+	RateLimitHeaders string `json:"rate_limit_headers,omitempty"`
+
 	// AllowedOrigins are origins (scheme://host[:port]) whose pages may
 	// send state-changing requests authenticated by a cookie. It matters
 	// only for keys that came from a cookie source: browsers send cookies
@@ -131,6 +141,8 @@ type Handler struct {
 	checks         []check         // the steps after the key is identified, in order
 	usage          *sharedRecorder // nil when usage metering is off
 	security       *securityLog
+	limiter        *sharedLimiter
+	limiterKey     limiterKey
 	usageKey       recorderKey
 	format         keystore.Format
 	hasher         *keystore.Hasher
@@ -309,6 +321,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(dsn), err)
 	}
 	h.verifier = v
+	if h.limiter, h.limiterKey, err = app.acquireLimiter(h.poolKey.store); err != nil {
+		return err
+	}
+	if c := h.rateLimitStep(h.limiter.Keyed); c != nil {
+		h.checks = append(h.checks, c)
+	}
 	if u := app.usageSettings(); u != nil {
 		if h.usage, h.usageKey, err = app.acquireRecorder(openCtx, h.poolKey, u); err != nil {
 			return fmt.Errorf("usage metering: %w", err)
@@ -336,7 +354,7 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
-	for _, validate := range []func() error{h.validateSources, h.validateScopes, h.validateIdentity, h.validateCache} {
+	for _, validate := range []func() error{h.validateSources, h.validateScopes, h.validateIdentity, h.validateCache, h.validateRateLimit} {
 		if err := validate(); err != nil {
 			return err
 		}
@@ -427,6 +445,10 @@ func (h *Handler) Cleanup() error {
 	if h.verifier != nil {
 		h.verifier = nil
 		errs = append(errs, releaseVerifier(h.poolKey))
+	}
+	if h.limiter != nil {
+		h.limiter = nil
+		errs = append(errs, releaseLimiter(h.limiterKey))
 	}
 	// After the cache: the recorder holds the store open until it has
 	// written its last counts.

@@ -15,13 +15,15 @@ import (
 // step_verify.go), then runs the checks on what the store knows about it
 // (step_status.go, step_scopes.go), metered when usage metering is on
 // (usage.go), and passes the request on with the key's identity
-// (step_identity.go). The first step that refuses ends the request. A new
+// (step_identity.go). Checks: status, scopes, rate limit
+// (step_ratelimit.go). The first step that refuses ends the request. A new
 // kind of check is a new check value in Handler.checks, in a file of its
 // own with its configuration and validation.
 
 // exchange is one request on its way through the steps: what they have
 // learned about it so far.
 type exchange struct {
+	w   http.ResponseWriter // for the checks' response headers
 	r   *http.Request
 	now time.Time // when the handler got the request, by the handler's clock
 
@@ -58,7 +60,7 @@ type check interface {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	x := exchange{r: r, now: h.clock.Now()}
+	x := exchange{w: w, r: r, now: h.clock.Now()}
 	if v := h.findKey(&x); v.refused() {
 		return h.refuse(w, &x, v)
 	}
@@ -74,6 +76,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // decide runs the checks on a request whose key the store knows, then
 // passes it on with the key's identity.
 func (h *Handler) decide(w http.ResponseWriter, x *exchange, next caddyhttp.Handler) error {
+	x.w = w
 	for _, c := range h.checks {
 		if v := c.check(*x); v.refused() {
 			return h.refuse(w, x, v)

@@ -13,6 +13,7 @@ import (
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/ratelimit"
 	"github.com/keygate/keygate/usage"
 )
 
@@ -298,4 +299,36 @@ func pruneUsage(ctx context.Context, s keystore.Store, logger *zap.Logger, reten
 			logger.Info("pruned old usage", zap.Int64("rows", n), zap.Duration("retention", retention))
 		}
 	}
+}
+
+// limiters holds the rate limiters' state: one per store (key ids are a
+// store's) and capacity, kept across reloads so that a reload neither
+// forgets nor resets a key's limit.
+var limiters = caddy.NewUsagePool() // limiterKey -> *sharedLimiter
+
+type limiterKey struct {
+	store    storeKey
+	capacity int
+}
+
+type sharedLimiter struct{ *ratelimit.Keyed }
+
+func (*sharedLimiter) Destruct() error { return nil }
+
+// acquireLimiter returns the rate limiter for the keys of store. Each
+// successful call must be matched by one releaseLimiter.
+func (a *App) acquireLimiter(store storeKey) (*sharedLimiter, limiterKey, error) {
+	key := limiterKey{store: store, capacity: a.rateLimitKeys()}
+	val, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return &sharedLimiter{ratelimit.NewKeyed(key.capacity)}, nil
+	})
+	if err != nil {
+		return nil, key, err
+	}
+	return val.(*sharedLimiter), key, nil
+}
+
+func releaseLimiter(key limiterKey) error {
+	_, err := limiters.Delete(key)
+	return err
 }

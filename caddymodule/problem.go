@@ -22,6 +22,7 @@ const (
 	CodeTooManyFailures   = "too_many_failed_attempts"
 	CodeCrossOrigin       = "cross_origin_request"
 	CodeTooManyPending    = "too_many_concurrent_checks"
+	CodeRateLimited       = "rate_limited"
 )
 
 // problemTypeBase prefixes the RFC 9457 "type" of every problem; the
@@ -70,7 +71,7 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 // problems holds the handler's prepared answers.
 type problems struct {
 	missing, invalid, wrongScheme, expired, scope, unavailable *problem
-	tooManyFailures, tooManyPending, crossOrigin               *problem
+	tooManyFailures, tooManyPending, crossOrigin, rateLimited  *problem
 	retryAfter                                                 string
 }
 
@@ -94,6 +95,8 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			"Too many requests from this client carried invalid API keys. Retry later.", ""),
 		tooManyPending: newProblem(http.StatusTooManyRequests, CodeTooManyPending, "Too many key checks at once",
 			"Too many requests from this client are waiting for their API keys to be checked. Retry later.", ""),
+		rateLimited: newProblem(http.StatusTooManyRequests, CodeRateLimited, "Rate limit exceeded",
+			"This API key sent more requests than its rate limit allows. Retry after the time in Retry-After.", ""),
 		crossOrigin: newProblem(http.StatusForbidden, CodeCrossOrigin, "Cross-origin request refused",
 			"A request that changes state and is authenticated by a cookie must come from this site's own pages.", ""),
 		retryAfter: strconv.Itoa(retryAfterSeconds),

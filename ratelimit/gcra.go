@@ -25,12 +25,22 @@ type Limit struct {
 // hour, N a positive whole number) and returns the interval between
 // events at that rate.
 func ParseRate(s string) (time.Duration, error) {
-	n, unit, ok := strings.Cut(s, "/")
-	count, err := strconv.ParseInt(n, 10, 64)
-	if !ok || err != nil || count <= 0 {
-		return 0, fmt.Errorf("rate %q must be N/s, N/m or N/h with N a positive whole number (e.g. 20/s)", s)
+	count, per, err := parseRate(s)
+	if err != nil {
+		return 0, err
 	}
-	var per time.Duration
+	return per / time.Duration(count), nil
+}
+
+// rateForms names the accepted forms of a rate, for error messages.
+const rateForms = "N/s, N/m or N/h with N a positive whole number (e.g. 100/s)"
+
+func parseRate(s string) (count int64, per time.Duration, err error) {
+	n, unit, ok := strings.Cut(s, "/")
+	count, err = strconv.ParseInt(n, 10, 64)
+	if !ok || err != nil || count <= 0 {
+		return 0, 0, fmt.Errorf("rate %q must be %s", s, rateForms)
+	}
 	switch unit {
 	case "s":
 		per = time.Second
@@ -39,12 +49,12 @@ func ParseRate(s string) (time.Duration, error) {
 	case "h":
 		per = time.Hour
 	default:
-		return 0, fmt.Errorf("rate %q must be N/s, N/m or N/h with N a positive whole number (e.g. 20/s)", s)
+		return 0, 0, fmt.Errorf("rate %q must be %s", s, rateForms)
 	}
 	if time.Duration(count) > per {
-		return 0, fmt.Errorf("rate %q is too high: at most %d per %s", s, int64(per), unit)
+		return 0, 0, fmt.Errorf("rate %q is too high: at most %d per %s", s, int64(per), unit)
 	}
-	return per / time.Duration(count), nil
+	return count, per, nil
 }
 
 // FormatRate is the inverse of ParseRate for the intervals it returns,
@@ -100,5 +110,5 @@ func (l Limit) Allow(s State, now time.Time) (next State, ok bool, wait time.Dur
 }
 
 // Idle reports whether s carries no information at now: a client in this
-// state is exactly like one never seen.
-func (l Limit) Idle(s State, now time.Time) bool { return int64(s) <= now.UnixNano() }
+// state is exactly like one never seen, whatever its limit.
+func (s State) idle(now time.Time) bool { return int64(s) <= now.UnixNano() }

@@ -59,7 +59,7 @@ func TestGCRABurstThenRate(t *testing.T) {
 	if passed != 10 {
 		t.Fatalf("%d events passed in 1s at 10/s, want 10", passed)
 	}
-	if !l.Idle(s, now.Add(time.Second)) || l.Idle(s, now) {
+	if !s.idle(now.Add(time.Second)) || s.idle(now) {
 		t.Fatal("Idle wrong")
 	}
 }

@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"hash/maphash"
 	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -20,30 +19,17 @@ import (
 // fresh budget, never refuse one that should pass.
 type Table struct {
 	limit  Limit
-	seed   maphash.Seed
-	shards []shard
-	per    int // capacity of one shard
+	states *states[netip.Addr]
 }
-
-type shard struct {
-	mu     sync.Mutex
-	states map[netip.Addr]State
-}
-
-// shardCount spreads lock contention; a power of two.
-const shardCount = 64
-
-// evictScan is how many entries a full shard looks at to find one to drop.
-const evictScan = 16
 
 // NewTable returns a table for limit holding at most capacity clients.
 func NewTable(limit Limit, capacity int) *Table {
-	per := max(1, (capacity+shardCount-1)/shardCount)
-	t := &Table{limit: limit, seed: maphash.MakeSeed(), shards: make([]shard, shardCount), per: per}
-	for i := range t.shards {
-		t.shards[i].states = make(map[netip.Addr]State)
-	}
-	return t
+	return &Table{limit: limit, states: newStates(capacity, hashAddr)}
+}
+
+func hashAddr(seed maphash.Seed, a netip.Addr) uint64 {
+	b := a.As16()
+	return maphash.Bytes(seed, b[:])
 }
 
 // Limit returns the table's limit.
@@ -60,19 +46,10 @@ func ClientKey(a netip.Addr) netip.Addr {
 	return a
 }
 
-func (t *Table) shard(a netip.Addr) *shard {
-	b := a.As16()
-	return &t.shards[maphash.Bytes(t.seed, b[:])%shardCount]
-}
-
 // Exhausted reports whether the client at a has no budget left at now, and
 // if so how long until it has.
 func (t *Table) Exhausted(a netip.Addr, now time.Time) (bool, time.Duration) {
-	a = ClientKey(a)
-	sh := t.shard(a)
-	sh.mu.Lock()
-	s, ok := sh.states[a]
-	sh.mu.Unlock()
+	s, ok := t.states.get(ClientKey(a))
 	if !ok {
 		return false, 0
 	}
@@ -83,66 +60,14 @@ func (t *Table) Exhausted(a netip.Addr, now time.Time) (bool, time.Duration) {
 // Spend uses one unit of the client's budget. It reports false (and
 // changes nothing) when none is left, with how long until one is.
 func (t *Table) Spend(a netip.Addr, now time.Time) (bool, time.Duration) {
-	a = ClientKey(a)
-	sh := t.shard(a)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	s, ok := sh.states[a]
-	next, allowed, wait := t.limit.Allow(s, now)
-	if !allowed {
-		return false, wait
-	}
-	if !ok && len(sh.states) >= t.per {
-		sh.evict(t.limit, now)
-	}
-	sh.states[a] = next
-	return true, 0
+	_, ok, wait := t.states.allow(ClientKey(a), t.limit, now)
+	return ok, wait
 }
 
 // Refund gives back one unit spent earlier: the event turned out not to
 // count. A client no longer held (at rest, or evicted) has nothing to get
 // back.
-func (t *Table) Refund(a netip.Addr) {
-	a = ClientKey(a)
-	sh := t.shard(a)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if s, ok := sh.states[a]; ok {
-		sh.states[a] = s - State(t.limit.Interval)
-	}
-}
-
-// evict drops one entry, preferring one at rest. Map iteration order is
-// random, so the scan samples the shard.
-func (sh *shard) evict(l Limit, now time.Time) {
-	var victim netip.Addr
-	found := false
-	n := 0
-	for a, s := range sh.states {
-		if l.Idle(s, now) {
-			delete(sh.states, a)
-			return
-		}
-		if !found {
-			victim, found = a, true
-		}
-		if n++; n >= evictScan {
-			break
-		}
-	}
-	if found {
-		delete(sh.states, victim)
-	}
-}
+func (t *Table) Refund(a netip.Addr) { t.states.refund(ClientKey(a), t.limit.Interval) }
 
 // Len returns the number of clients held (for tests and metrics).
-func (t *Table) Len() int {
-	n := 0
-	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		n += len(sh.states)
-		sh.mu.Unlock()
-	}
-	return n
-}
+func (t *Table) Len() int { return t.states.len() }
