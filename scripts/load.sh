@@ -8,7 +8,9 @@
 #
 # It prints requests/s and latency percentiles per scenario:
 #   plain      reverse_proxy alone (the baseline)
-#   valid      api_key with a valid key (cache hits)
+#   valid      api_key with a valid key (cache hits; usage metering on)
+#   limited    the same with a rate limit the load stays under (limiter,
+#              RateLimit headers)
 #   malformed  api_key with a key that fails the checksum (401, no lookup)
 #   unknown    api_key with one well-formed unknown key (401, negative cache)
 # Needs wrk (Debian: apt-get install wrk). The two cores of a small machine
@@ -33,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-admin=$(free_port); up=$(free_port); plain=$(free_port); gated=$(free_port)
+admin=$(free_port); up=$(free_port); plain=$(free_port); gated=$(free_port); limited=$(free_port)
 
 go build -o "$work/caddy" ./cmd/caddy
 export XDG_DATA_HOME="$work/data" XDG_CONFIG_HOME="$work/config"
@@ -54,6 +56,12 @@ http://127.0.0.1:$plain {
 }
 http://127.0.0.1:$gated {
 	api_key
+	reverse_proxy 127.0.0.1:$up
+}
+http://127.0.0.1:$limited {
+	api_key {
+		rate_limit 1000000/s
+	}
 	reverse_proxy 127.0.0.1:$up
 }
 CADDY
@@ -88,8 +96,9 @@ printf "%-10s %12s %10s %10s %10s\n" scenario "req/s" p50 p90 p99
 for round in $(seq 1 "$ROUNDS"); do
 	run plain "http://127.0.0.1:$plain/"
 	run valid "http://127.0.0.1:$gated/" -H "Authorization: Bearer $key"
+	run limited "http://127.0.0.1:$limited/" -H "Authorization: Bearer $key"
 	run malformed "http://127.0.0.1:$gated/" -H "Authorization: Bearer $malformed"
 	run unknown "http://127.0.0.1:$gated/" -H "Authorization: Bearer $unknown"
 done
 echo
-curl -fs "http://127.0.0.1:$admin/metrics" | grep -E '^caddy_api_key_(requests_total|store_queries_total|cache_lookups_total)' || true
+curl -fs "http://127.0.0.1:$admin/metrics" | grep -E '^caddy_api_key_(requests_total|store_queries_total|cache_lookups_total|usage_recorded_total|usage_written_total)' || true
