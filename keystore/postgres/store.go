@@ -1,8 +1,10 @@
 // Package postgres is Keygate's PostgreSQL key store (pgx/v5), which
 // every gateway instance of a deployment shares: keys, usage counts, the
 // audit chain, LISTEN/NOTIFY for key changes, and its schema in
-// migrations/. Importing the package registers it with keystore.Open for
-// postgres:// and postgresql:// DSNs.
+// migrations/. What it does like the SQLite store is written once in
+// keystore/internal/sqlstore; this package holds the pool, PostgreSQL's
+// dialect, Lookup's retries and the listener. Importing the package
+// registers it with keystore.Open for postgres:// and postgresql:// DSNs.
 package postgres
 
 import (
@@ -12,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/internal/sqlstore"
 )
 
 func init() { keystore.Register("postgres", backend{}) }
@@ -43,10 +45,8 @@ func (backend) MigrationNames() ([]string, error) {
 // store is the PostgreSQL keystore.Store. It connects lazily (see
 // keystore.Open) and migrates on first use.
 type store struct {
-	pool       *pgxpool.Pool
-	opts       keystore.Options
-	migrations keystore.Migrations
-	init       *keystore.Readiness
+	*sqlstore.Store
+	pool *pgxpool.Pool
 }
 
 func open(ctx context.Context, dsn string, opts keystore.Options) (*store, error) {
@@ -73,9 +73,8 @@ func open(ctx context.Context, dsn string, opts keystore.Options) (*store, error
 	if err != nil {
 		return nil, fmt.Errorf("creating PostgreSQL pool: %w", err)
 	}
-	s := &store{pool: pool, opts: opts, migrations: all}
-	s.init = keystore.NewReadiness(func(ctx context.Context) error { return keystore.Setup(ctx, s, all, opts) })
-	if err := s.init.Ensure(ctx); err != nil && permanent(err) {
+	s := &store{Store: sqlstore.New(newDB(pool), dialect, all, opts), pool: pool}
+	if err := s.Ready(ctx); err != nil && permanent(err) {
 		pool.Close()
 		return nil, err
 	}
@@ -116,14 +115,6 @@ func retryable(ctx context.Context, err error) bool {
 		return pgErr.Severity == "FATAL" || strings.HasPrefix(pgErr.Code, "57P")
 	}
 	return true
-}
-
-// querier is what the pool and a transaction share: each operation is
-// written once and runs in either.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // Interface guards

@@ -1,7 +1,9 @@
 // Package sqlite is Keygate's embedded key store: one SQLite file
 // (modernc.org/sqlite, no cgo) for a single machine, holding keys, usage
 // counts, the audit chain and a change log that watchers poll, with its
-// schema in migrations/. Importing the package registers it with
+// schema in migrations/. What it does like the PostgreSQL store is written
+// once in keystore/internal/sqlstore; this package holds the file,
+// SQLite's dialect and the poller. Importing the package registers it with
 // keystore.Open for sqlite: DSNs.
 package sqlite
 
@@ -19,6 +21,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/internal/sqlstore"
 )
 
 func init() { keystore.Register("sqlite", backend{}) }
@@ -46,11 +49,8 @@ func (backend) MigrationNames() ([]string, error) {
 // the file at the same time; WAL mode lets readers proceed during a write
 // and busy_timeout makes writers queue.
 type store struct {
-	db         *sql.DB
-	path       string
-	opts       keystore.Options
-	migrations keystore.Migrations
-	init       *keystore.Readiness
+	*sqlstore.Store
+	db *sql.DB
 }
 
 func open(ctx context.Context, path string, opts keystore.Options) (*store, error) {
@@ -84,16 +84,15 @@ func open(ctx context.Context, path string, opts keystore.Options) (*store, erro
 	}
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
-	s := &store{db: db, path: path, opts: opts, migrations: all}
-	s.init = keystore.NewReadiness(func(ctx context.Context) error { return keystore.Setup(ctx, s, all, opts) })
+	s := &store{Store: sqlstore.New(newDB(db), dialect, all, opts), db: db}
 	// A local file has no outage to wait out: every error here is one
 	// the operator must fix (permissions, a corrupt file, wrong pepper),
 	// except a lock another process holds while it creates or migrates the
 	// same new file (SQLite does not always wait for that one).
-	err = s.init.Ensure(ctx)
+	err = s.Ready(ctx)
 	for attempt := 0; attempt < 5 && isBusy(err) && ctx.Err() == nil; attempt++ {
 		time.Sleep(keystore.RetryEvery)
-		err = s.init.Ensure(ctx)
+		err = s.Ready(ctx)
 	}
 	if err != nil {
 		db.Close()
@@ -108,14 +107,6 @@ func (s *store) Close() { s.db.Close() }
 func isBusy(err error) bool {
 	var sqlErr *sqlite.Error
 	return errors.As(err, &sqlErr) && sqlErr.Code()&0xff == sqlite3.SQLITE_BUSY
-}
-
-// querier is what the database and a transaction share: each operation
-// is written once and runs in either.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // Interface guards

@@ -24,7 +24,7 @@ func (s *store) Watch(ctx context.Context, h keystore.ChangeHandler) error {
 }
 
 func (s *store) pollSession(ctx context.Context, h keystore.ChangeHandler) error {
-	if err := s.init.Ensure(ctx); err != nil {
+	if err := s.Ready(ctx); err != nil {
 		return err
 	}
 	var last int64

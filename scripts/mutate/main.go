@@ -290,7 +290,7 @@ var mutations = []mutation{
 	},
 	{
 		name: "audit: PostgreSQL appends without holding the chain's head",
-		file: "keystore/postgres/audit.go",
+		file: "keystore/postgres/dialect.go",
 		from: `"LOCK TABLE keygate_audit IN SHARE ROW EXCLUSIVE MODE"`,
 		to:   `"SELECT 1"`,
 		pkg:  "./keystore/postgres", tests: "TestConformance/ConcurrentWritersMakeOneChain",
@@ -304,9 +304,9 @@ var mutations = []mutation{
 	},
 	{
 		name: "usage: a retried batch is counted again",
-		file: "keystore/postgres/usage.go",
-		from: "if err != nil || tag.RowsAffected() == 0 {",
-		to:   "if _ = tag; err != nil {",
+		file: "keystore/internal/sqlstore/usage.go",
+		from: "if err != nil || n == 0 {",
+		to:   "if _ = n; err != nil {",
 		pkg:  "./usage", tests: "TestAmbiguousCommitOnPostgres",
 	},
 	{

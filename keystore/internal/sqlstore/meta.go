@@ -1,46 +1,45 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/keygate/keygate/keystore"
 )
 
 // RecordPepperCheck records check unless a value is recorded, and
 // returns the recorded one (see keystore.Setup).
-func (s *store) RecordPepperCheck(ctx context.Context, check keystore.Digest) ([]byte, error) {
-	if _, err := s.pool.Exec(ctx,
+func (s *Store) RecordPepperCheck(ctx context.Context, check keystore.Digest) ([]byte, error) {
+	if _, err := s.db.Exec(ctx,
 		"INSERT INTO keygate_meta (name, value) VALUES ('pepper_check', $1) ON CONFLICT (name) DO NOTHING", check[:]); err != nil {
 		return nil, fmt.Errorf("recording pepper check: %w", err)
 	}
 	var stored []byte
-	if err := s.pool.QueryRow(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
+	if err := s.db.QueryRow(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
 		return nil, fmt.Errorf("reading pepper check: %w", err)
 	}
 	return stored, nil
 }
 
 // AcceptPrefix records prefix in keygate_meta, one row per prefix.
-func (s *store) AcceptPrefix(ctx context.Context, prefix string) error {
-	if err := s.init.Ensure(ctx); err != nil {
+func (s *Store) AcceptPrefix(ctx context.Context, prefix string) error {
+	if err := s.Ready(ctx); err != nil {
 		return err
 	}
 	name, value := keystore.PrefixRecord(prefix)
-	if _, err := s.pool.Exec(ctx, "INSERT INTO keygate_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+	if _, err := s.db.Exec(ctx, "INSERT INTO keygate_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
 		name, value); err != nil {
 		return fmt.Errorf("recording the key prefix: %w", err)
 	}
 	return nil
 }
 
-func (s *store) Prefixes(ctx context.Context) ([]keystore.RecordedPrefix, error) {
-	if err := s.init.Ensure(ctx); err != nil {
+// Prefixes returns the recorded prefixes, sorted.
+func (s *Store) Prefixes(ctx context.Context) ([]keystore.RecordedPrefix, error) {
+	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT name, value FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
+	rows, err := s.db.Query(ctx, "SELECT name, value FROM keygate_meta WHERE name LIKE 'prefix:%' ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("reading the key prefixes: %w", err)
 	}
@@ -52,15 +51,20 @@ func (s *store) Prefixes(ctx context.Context) ([]keystore.RecordedPrefix, error)
 	return prefixes, nil
 }
 
-func (s *store) ResetPepperCheck(ctx context.Context) error {
-	if err := s.init.Ensure(ctx); err != nil {
+// ResetPepperCheck forgets the recorded pepper check while the store
+// holds no key.
+func (s *Store) ResetPepperCheck(ctx context.Context) error {
+	if err := s.Ready(ctx); err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Keys inserted meanwhile wait for this lock, then see no check
-		// value and record their process's pepper: never a key without one.
-		if _, err := tx.Exec(ctx, "LOCK TABLE keygate_keys IN SHARE ROW EXCLUSIVE MODE"); err != nil {
-			return err
+	return inTx(ctx, s.db, func(tx Querier) error {
+		// Keys inserted meanwhile wait for this lock (or SQLite's write
+		// lock, held from Begin), then see no check value and record
+		// their process's pepper: never a key without one.
+		if s.d.LockKeys != "" {
+			if _, err := tx.Exec(ctx, s.d.LockKeys); err != nil {
+				return err
+			}
 		}
 		var n int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM keygate_keys").Scan(&n); err != nil {
