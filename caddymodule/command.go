@@ -205,7 +205,7 @@ func (e *cliEnv) explain(err error) error {
 
 func createCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--metadata k=v]... [--prefix P] [--json]",
+		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--metadata k=v]... [--rate 100/s [--burst N]] [--quota 10000/month] [--uses N [--refill day|month]] [--prefix P] [--json]",
 		Short: "Creates a key and prints it once",
 		Args:  cobra.NoArgs,
 	}
@@ -216,10 +216,15 @@ func createCommand() *cobra.Command {
 	c.Flags().StringArray("metadata", nil, "Metadata as key=value; repeat for more")
 	c.Flags().String("prefix", "", "Key prefix; must match the gateway's (env KEYGATE_PREFIX; default kg)")
 	c.Flags().Bool("json", false, "Print a JSON object instead of text")
+	addLimitFlags(c)
 	addActorFlag(c)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		flags := cmd.Flags()
 		var p keystore.NewKeyParams
+		var err error
+		if p.Limits, err = limitFlags(cmd); err != nil {
+			return err
+		}
 		p.Name, _ = flags.GetString("name")
 		if !flags.Changed("name") {
 			return errors.New("--name is required")
@@ -233,7 +238,6 @@ func createCommand() *cobra.Command {
 			}
 		}
 		expires, _ := flags.GetString("expires")
-		var err error
 		if p.ExpiresAt, err = parseExpiry(expires, time.Now()); err != nil {
 			return err
 		}
@@ -664,6 +668,7 @@ func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time) {
 	fmt.Fprintf(tw, "Status:\t%s\n", k.Status(time.Now()))
 	fmt.Fprintf(tw, "Hint:\t%s\n", k.Hint)
 	fmt.Fprintf(tw, "Scopes:\t%s\n", dash(strings.Join(k.Scopes, ", ")))
+	fmt.Fprintf(tw, "Limits:\t%s\n", dash(describeLimits(k.Limits)))
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(k.CreatedAt))
 	fmt.Fprintf(tw, "Expires:\t%s\n", dash(formatTime(k.ExpiresAt)))
 	fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))

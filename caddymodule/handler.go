@@ -143,6 +143,8 @@ type Handler struct {
 	security       *securityLog
 	limiter        *sharedLimiter
 	limiterKey     limiterKey
+	counters       *sharedCounters
+	countersKey    counterPoolKey
 	usageKey       recorderKey
 	format         keystore.Format
 	hasher         *keystore.Hasher
@@ -324,9 +326,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.limiter, h.limiterKey, err = app.acquireLimiter(h.poolKey.store); err != nil {
 		return err
 	}
-	if c := h.rateLimitStep(h.limiter.Keyed); c != nil {
-		h.checks = append(h.checks, c)
+	h.checks = append(h.checks, h.rateLimitStep(h.limiter))
+	if h.counters, h.countersKey, err = app.acquireCounters(h.poolKey); err != nil {
+		return err
 	}
+	h.checks = append(h.checks, h.quotaStep(h.counters))
 	if u := app.usageSettings(); u != nil {
 		if h.usage, h.usageKey, err = app.acquireRecorder(openCtx, h.poolKey, u); err != nil {
 			return fmt.Errorf("usage metering: %w", err)
@@ -449,6 +453,10 @@ func (h *Handler) Cleanup() error {
 	if h.limiter != nil {
 		h.limiter = nil
 		errs = append(errs, releaseLimiter(h.limiterKey))
+	}
+	if h.counters != nil { // they hold the store open until their counts are written
+		h.counters = nil
+		errs = append(errs, releaseCounters(h.countersKey))
 	}
 	// After the cache: the recorder holds the store open until it has
 	// written its last counts.

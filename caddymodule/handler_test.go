@@ -1071,8 +1071,8 @@ func TestVerifierSharedAcrossReloads(t *testing.T) {
 	if h1.usage == nil || h1.usage != h5.usage {
 		t.Error("handlers on one store do not share one usage recorder")
 	}
-	if n, _ := stores.References(h1.poolKey.store); n != 5 {
-		t.Errorf("store has %d references, want 5 (one per cache, one for the usage recorder)", n)
+	if n, _ := stores.References(h1.poolKey.store); n != 6 {
+		t.Errorf("store has %d references, want 6 (one per cache, one for the usage recorder, one for the quota counters)", n)
 	}
 
 	// What h1 cached, h2 finds: one store query for both.

@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -311,7 +313,9 @@ type limiterKey struct {
 	capacity int
 }
 
-type sharedLimiter struct{ *ratelimit.Keyed }
+// sharedLimiter holds the rate-limit state of a store's keys, and of its
+// owners for the limits an owner's keys share.
+type sharedLimiter struct{ keys, owners *ratelimit.Keyed }
 
 func (*sharedLimiter) Destruct() error { return nil }
 
@@ -320,7 +324,7 @@ func (*sharedLimiter) Destruct() error { return nil }
 func (a *App) acquireLimiter(store storeKey) (*sharedLimiter, limiterKey, error) {
 	key := limiterKey{store: store, capacity: a.rateLimitKeys()}
 	val, _, err := limiters.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return &sharedLimiter{ratelimit.NewKeyed(key.capacity)}, nil
+		return &sharedLimiter{keys: ratelimit.NewKeyed(key.capacity), owners: ratelimit.NewKeyed(key.capacity)}, nil
 	})
 	if err != nil {
 		return nil, key, err
@@ -330,5 +334,151 @@ func (a *App) acquireLimiter(store storeKey) (*sharedLimiter, limiterKey, error)
 
 func releaseLimiter(key limiterKey) error {
 	_, err := limiters.Delete(key)
+	return err
+}
+
+// counterPools holds the counters of quotas and uses: one per store and
+// capacity, kept across reloads so that counts not yet written survive
+// them, and written to the store every countSyncEvery.
+var counterPools = caddy.NewUsagePool() // counterPoolKey -> *sharedCounters
+
+type counterPoolKey struct {
+	store    storeKey
+	capacity int
+}
+
+// countSyncEvery is how often a gateway adds its counts to the store and
+// reads the totals back: across N gateways a quota can be passed by what
+// N-1 of them admit in this time.
+const countSyncEvery = time.Second
+
+// sharedCounters are a store's quota and uses counters, the store they
+// are written to (it holds a reference of its own, so that the store
+// stays open until the last counts are written), and the sync loop.
+type sharedCounters struct {
+	*ratelimit.Counters
+	store    *sharedStore
+	storeKey storeKey
+	logger   *zap.Logger
+	stop     context.CancelFunc
+	done     chan struct{}
+
+	mu            sync.Mutex // serialises syncs
+	pending       *keystore.CountBatch
+	pendingDeltas []ratelimit.CounterDelta
+}
+
+// acquireCounters returns the counters of the store of key. Each
+// successful call must be matched by one releaseCounters.
+func (a *App) acquireCounters(key verifierKey) (*sharedCounters, counterPoolKey, error) {
+	ck := counterPoolKey{store: key.store, capacity: a.rateLimitKeys()}
+	val, _, err := counterPools.LoadOrNew(ck, func() (caddy.Destructor, error) {
+		st, _, err := stores.LoadOrNew(key.store, func() (caddy.Destructor, error) {
+			return nil, errors.New("the key store is not open") // the verifier opened it
+		})
+		if err != nil {
+			return nil, err
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		c := &sharedCounters{
+			Counters: ratelimit.NewCounters(ck.capacity),
+			store:    st.(*sharedStore),
+			storeKey: key.store,
+			logger:   caddy.Log().Named("http.handlers.api_key").With(zap.String("database", keystore.RedactDSN(key.store.dsn))),
+			stop:     stop,
+			done:     make(chan struct{}),
+		}
+		go c.loop(ctx)
+		return c, nil
+	})
+	if err != nil {
+		return nil, ck, err
+	}
+	return val.(*sharedCounters), ck, nil
+}
+
+func releaseCounters(key counterPoolKey) error {
+	_, err := counterPools.Delete(key)
+	return err
+}
+
+// counterSubject is a counter's subject in the store: "quota:<key id>".
+func counterSubject(k ratelimit.CounterKey) string { return k.Kind + ":" + k.Subject }
+
+// read returns a counter's total in the store.
+func (c *sharedCounters) read(ctx context.Context, k ratelimit.CounterKey) (int64, error) {
+	return c.store.Count(ctx, counterSubject(k), time.Unix(k.Start, 0))
+}
+
+func (c *sharedCounters) loop(ctx context.Context) {
+	defer close(c.done)
+	t := time.NewTicker(countSyncEvery)
+	defer t.Stop()
+	failures := 0
+	var lastLog time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.sync(wctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if failures++; failures == 1 || time.Since(lastLog) >= time.Minute {
+				lastLog = time.Now()
+				c.logger.Warn("quota and uses counts not written yet; enforced from the last known totals plus this gateway's counts",
+					zap.Int("attempts", failures), zap.Error(err))
+			}
+		case err == nil && failures > 0:
+			c.logger.Info("quota and uses counts written again", zap.Int("failed_attempts", failures))
+			failures = 0
+		}
+	}
+}
+
+// sync writes the pending batch, if a write failed, else what was counted
+// since the last sync, and applies the store's totals.
+func (c *sharedCounters) sync(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == nil {
+		deltas := c.Collect(time.Now())
+		if len(deltas) == 0 {
+			return nil
+		}
+		b := &keystore.CountBatch{Deltas: make([]keystore.CountDelta, len(deltas))}
+		rand.Read(b.ID[:])
+		for i, d := range deltas {
+			b.Deltas[i] = keystore.CountDelta{Subject: counterSubject(d.Key), Start: time.Unix(d.Key.Start, 0), N: d.N}
+		}
+		c.pending, c.pendingDeltas = b, deltas
+	}
+	totals, err := c.store.AddCounts(ctx, c.pending)
+	if err != nil {
+		return err
+	}
+	c.Written(c.pendingDeltas, totals)
+	c.pending, c.pendingDeltas = nil, nil
+	return nil
+}
+
+// Destruct writes the last counts, waiting up to usageCloseTimeout for the
+// store, then lets go of the store.
+func (c *sharedCounters) Destruct() error {
+	c.stop()
+	<-c.done
+	ctx, cancel := context.WithTimeout(context.Background(), usageCloseTimeout)
+	defer cancel()
+	// Twice: a batch whose write failed earlier, then what came since.
+	for range 2 {
+		if err := c.sync(ctx); err != nil {
+			c.logger.Error("quota and uses counts lost at shutdown: the key store did not take them in time", zap.Error(err))
+			break
+		}
+	}
+	_, err := stores.Delete(c.storeKey)
 	return err
 }

@@ -23,6 +23,8 @@ const (
 	CodeCrossOrigin       = "cross_origin_request"
 	CodeTooManyPending    = "too_many_concurrent_checks"
 	CodeRateLimited       = "rate_limited"
+	CodeQuotaExceeded     = "quota_exceeded"
+	CodeUsesExhausted     = "uses_exhausted"
 )
 
 // problemTypeBase prefixes the RFC 9457 "type" of every problem; the
@@ -72,6 +74,7 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 type problems struct {
 	missing, invalid, wrongScheme, expired, scope, unavailable *problem
 	tooManyFailures, tooManyPending, crossOrigin, rateLimited  *problem
+	quotaExceeded, usesExhausted                               *problem
 	retryAfter                                                 string
 }
 
@@ -97,6 +100,10 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			"Too many requests from this client are waiting for their API keys to be checked. Retry later.", ""),
 		rateLimited: newProblem(http.StatusTooManyRequests, CodeRateLimited, "Rate limit exceeded",
 			"This API key sent more requests than its rate limit allows. Retry after the time in Retry-After.", ""),
+		quotaExceeded: newProblem(http.StatusTooManyRequests, CodeQuotaExceeded, "Quota exceeded",
+			"This API key, or its owner, has used up its quota for the current period. Retry after the time in Retry-After.", ""),
+		usesExhausted: newProblem(http.StatusTooManyRequests, CodeUsesExhausted, "No uses left",
+			"This API key has no uses left.", ""),
 		crossOrigin: newProblem(http.StatusForbidden, CodeCrossOrigin, "Cross-origin request refused",
 			"A request that changes state and is authenticated by a cookie must come from this site's own pages.", ""),
 		retryAfter: strconv.Itoa(retryAfterSeconds),

@@ -68,7 +68,7 @@ func TestRateLimitSpendsNothingOnRefusals(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		checkProblem(t, serve(h, newRequest("/", bearer(unscoped))), http.StatusForbidden, CodeInsufficientScope)
 	}
-	if n := h.limiter.Len(); n != 0 {
+	if n := h.limiter.keys.Len(); n != 0 {
 		t.Errorf("refused requests left %d keys in the limiter", n)
 	}
 	free := ts.handler(t, &Handler{clock: clk})

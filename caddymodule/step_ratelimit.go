@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -31,35 +32,74 @@ func (l *RateLimit) policy(what string) (ratelimit.Policy, error) {
 }
 
 // The rate-limit step, after the status and scope checks so that a
-// refused request spends nothing: every key has its state in the app's
+// refused request spends nothing. Each key has its state in the app's
 // limiter (GCRA, in memory, per gateway process; it survives reloads),
-// checked against the route's rate_limit.
+// checked against the key's own rate, else the route's rate_limit; an
+// owner's rate, when set, is shared by all of its keys and checked too.
 type rateCheck struct {
-	limiter *ratelimit.Keyed
-	policy  ratelimit.Policy
-	limit   ratelimit.Limit
-	headers bool // send RateLimit-Policy and RateLimit
+	limiter *sharedLimiter
+	route   ratelimit.Policy // zero: none
+	limit   ratelimit.Limit  // route's, parsed
+	headers bool             // send RateLimit-Policy and RateLimit
 	problem *problem
 }
 
 func (c rateCheck) check(x exchange) verdict {
-	d := c.limiter.Take(x.key.ID, c.limit, x.now)
-	reset := strconv.FormatInt(int64((d.Reset+time.Second-1)/time.Second), 10)
-	remaining := strconv.Itoa(d.Remaining)
-	if c.headers {
-		h := x.w.Header()
-		h["Ratelimit-Policy"] = []string{`"key";q=` + strconv.FormatInt(c.policy.Count, 10) + ";w=" + strconv.FormatInt(c.policy.Window(), 10)}
-		h["Ratelimit"] = []string{`"key";r=` + remaining + ";t=" + reset}
+	p, own := x.key.Limits.RatePolicy()
+	l := c.limit
+	if own {
+		l = p.Limit()
+	} else if p = c.route; p.IsZero() {
+		p = ratelimit.Policy{}
 	}
-	if repl, ok := x.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("api_key.ratelimit.policy", c.policy.String())
-		repl.Set("api_key.ratelimit.remaining", remaining)
-		repl.Set("api_key.ratelimit.reset", reset)
+	op, owned := x.key.OwnerLimits.RatePolicy()
+	if p.IsZero() && !owned {
+		return verdict{} // unlimited
 	}
-	if !d.Allowed {
-		return verdict{problem: c.problem, wait: d.RetryAfter, why: "API key over its rate limit"}
+	var d ratelimit.Decision
+	if !p.IsZero() {
+		d = c.limiter.keys.Take(x.key.ID, l, x.now)
+		c.report(x, "key", p, d)
+		if !d.Allowed {
+			return verdict{problem: c.problem, wait: d.RetryAfter, why: "API key over its rate limit"}
+		}
+	}
+	if owned {
+		ol := op.Limit()
+		od := c.limiter.owners.Take(x.key.Owner, ol, x.now)
+		c.report(x, "owner", op, od)
+		if !od.Allowed {
+			if !p.IsZero() {
+				c.limiter.keys.Refund(x.key.ID, l)
+			}
+			return verdict{problem: c.problem, wait: od.RetryAfter, why: "API key's owner over its rate limit"}
+		}
 	}
 	return verdict{}
+}
+
+// report sends a limit's figures in the RateLimit headers (one list
+// member per policy: "key", "owner", "quota", …) and placeholders.
+func (c rateCheck) report(x exchange, name string, p ratelimit.Policy, d ratelimit.Decision) {
+	reset := (d.Reset + time.Second - 1) / time.Second
+	if c.headers {
+		addRateLimitHeaders(x.w.Header(), name, p.Count, p.Window(), int64(d.Remaining), int64(reset))
+	}
+	if name == "key" {
+		if repl, ok := x.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set("api_key.ratelimit.policy", p.String())
+			repl.Set("api_key.ratelimit.remaining", strconv.Itoa(d.Remaining))
+			repl.Set("api_key.ratelimit.reset", strconv.FormatInt(int64(reset), 10))
+		}
+	}
+}
+
+// addRateLimitHeaders adds one policy to RateLimit-Policy and RateLimit
+// (draft-ietf-httpapi-ratelimit-headers, structured-field lists: quota q
+// per window w seconds; r remaining, t seconds until reset).
+func addRateLimitHeaders(h http.Header, name string, q, w, r, t int64) {
+	h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], `"`+name+`";q=`+strconv.FormatInt(q, 10)+";w="+strconv.FormatInt(w, 10))
+	h["Ratelimit"] = append(h["Ratelimit"], `"`+name+`";r=`+strconv.FormatInt(r, 10)+";t="+strconv.FormatInt(t, 10))
 }
 
 // validateRateLimit checks the route's rate limit.
@@ -76,18 +116,18 @@ func (h *Handler) validateRateLimit() error {
 	return fmt.Errorf("rate_limit_headers must be on or off, got %q", h.RateLimitHeaders)
 }
 
-// rateLimitStep is the route's rate-limit check, or nil when the route
-// has no rate limit.
-func (h *Handler) rateLimitStep(limiter *ratelimit.Keyed) check {
-	if h.RateLimit == nil {
-		return nil
-	}
-	p, _ := h.RateLimit.policy("rate_limit") // validated
-	return rateCheck{
+// rateLimitStep is the route's rate-limit check.
+func (h *Handler) rateLimitStep(limiter *sharedLimiter) check {
+	c := rateCheck{
 		limiter: limiter,
-		policy:  p,
-		limit:   p.Limit(),
-		headers: !strings.EqualFold(h.RateLimitHeaders, "off"),
+		headers: h.rateLimitHeaders(),
 		problem: h.problems.rateLimited,
 	}
+	if h.RateLimit != nil {
+		c.route, _ = h.RateLimit.policy("rate_limit") // validated
+		c.limit = c.route.Limit()
+	}
+	return c
 }
+
+func (h *Handler) rateLimitHeaders() bool { return !strings.EqualFold(h.RateLimitHeaders, "off") }

@@ -31,6 +31,12 @@ type Key struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	// RevokedAt, if not zero, is when the key was revoked.
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// Limits are the key's own rate limit, quota and uses; nil for none.
+	Limits *Limits `json:"limits,omitempty"`
+	// OwnerLimits are the limits its owner's keys share, as Lookup read
+	// them with the key; nil for none. They are the owner's, not the
+	// key's: not part of its audit record.
+	OwnerLimits *Limits `json:"-"`
 	// Digest is the peppered hash of the key.
 	Digest Digest `json:"-"`
 }
@@ -83,6 +89,7 @@ type NewKeyParams struct {
 	Scopes    []string
 	Metadata  map[string]string
 	ExpiresAt time.Time
+	Limits    *Limits
 }
 
 // Validate checks every field and returns the first problem found. It
@@ -119,6 +126,12 @@ func (p *NewKeyParams) Validate(now time.Time) error {
 	}
 	if !p.ExpiresAt.IsZero() && !p.ExpiresAt.After(now) {
 		return fmt.Errorf("expiry %s is not in the future", p.ExpiresAt.Format(time.RFC3339))
+	}
+	if err := p.Limits.Validate(); err != nil {
+		return err
+	}
+	if p.Limits.IsZero() {
+		p.Limits = nil
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func AppendRows[T any](out []T, rows Rows, scan func(Scanner) (T, error)) ([]T, 
 
 // KeyColumns are the columns of keygate_keys in the order the backends
 // read and write them.
-const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at"
+const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits"
 
 // ScannedKey completes a key a backend read from keygate_keys, given the
 // stored digest: it refuses a corrupt digest, puts the times in UTC and

@@ -62,6 +62,7 @@ type Tx interface {
 type Store interface {
 	Keys
 	UsageStore
+	CounterStore
 	AuditLog
 	ChangeFeed
 	Migrator

@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// CounterKey names one shared counter: what it counts (a key's quota, its
-// uses, an owner's quota) and the start of the period it counts in.
+// CounterKey names one shared counter: what it counts (Kind: a key's
+// quota, its uses, an owner's quota; Subject: the key id or owner) and
+// the start of the period it counts in, in Unix seconds.
 type CounterKey struct {
+	Kind    string
 	Subject string
-	Start   time.Time
+	Start   int64
 }
 
 // CounterDelta is what one gateway counted for a counter since its last
@@ -65,6 +67,16 @@ func NewCounters(capacity int) *Counters {
 
 func (c *Counters) shard(k CounterKey) *counterShard {
 	return &c.shards[maphash.String(c.seed, k.Subject)%shardCount]
+}
+
+// Loaded reports whether k's counter has been read from the store (or
+// tried to), so that Take may count on it.
+func (c *Counters) Loaded(k CounterKey) bool {
+	sh := c.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ct := sh.m[k]
+	return ct != nil && ct.loaded
 }
 
 // Load makes sure k's counter holds the store's total, reading it with

@@ -92,7 +92,7 @@ func TestPeriods(t *testing.T) {
 func TestCountersOneGateway(t *testing.T) {
 	s := newMemStore()
 	c := newGateway(1000)
-	k := CounterKey{Subject: "key:A:quota", Start: Day.Start(time.Now())}
+	k := CounterKey{Kind: "quota", Subject: "A", Start: Day.Start(time.Now()).Unix()}
 	if err := c.Load(context.Background(), k, time.Time{}, s.read); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestCountersShared(t *testing.T) {
 	s := newMemStore()
 	const limit, gateways, perInterval = 1000, 3, 20
 	gs := make([]*gateway, gateways)
-	k := CounterKey{Subject: "owner:acme:quota", Start: Month.Start(time.Now())}
+	k := CounterKey{Kind: "owner_quota", Subject: "acme", Start: Month.Start(time.Now()).Unix()}
 	for i := range gs {
 		gs[i] = newGateway(100)
 		if err := gs[i].Load(context.Background(), k, time.Time{}, s.read); err != nil {
@@ -171,7 +171,7 @@ func TestCountersShared(t *testing.T) {
 // requests.
 func TestCountersStoreDown(t *testing.T) {
 	s := newMemStore()
-	k := CounterKey{Subject: "key:B:uses", Start: Lifetime.Start(time.Now())}
+	k := CounterKey{Kind: "uses", Subject: "B", Start: Lifetime.Start(time.Now()).Unix()}
 	s.m[k] = 8
 	s.down = true
 	c := newGateway(100)
@@ -209,7 +209,7 @@ func TestCountersForgetEndedPeriods(t *testing.T) {
 	s := newMemStore()
 	c := newGateway(100)
 	now := time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC)
-	k := CounterKey{Subject: "key:C:quota", Start: Day.Start(now)}
+	k := CounterKey{Kind: "quota", Subject: "C", Start: Day.Start(now).Unix()}
 	c.Load(context.Background(), k, Day.End(now), s.read)
 	c.Take(k, 10)
 	s.sync(c, now)
@@ -225,7 +225,7 @@ func TestCountersForgetEndedPeriods(t *testing.T) {
 
 func BenchmarkCountersTake(b *testing.B) {
 	c := NewCounters(1 << 20)
-	k := CounterKey{Subject: "key:D:quota", Start: Month.Start(time.Now())}
+	k := CounterKey{Kind: "quota", Subject: "D", Start: Month.Start(time.Now()).Unix()}
 	c.Load(context.Background(), k, time.Time{}, func(context.Context, CounterKey) (int64, error) { return 0, nil })
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {

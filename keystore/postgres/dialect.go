@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,8 +80,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		digest  []byte
 		exp     *time.Time
 		revoked *time.Time
+		limits  string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -91,6 +93,10 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	}
 	if revoked != nil {
 		k.RevokedAt = *revoked
+	}
+	var err error
+	if k.Limits, err = keystore.ParseLimits(limits); err != nil {
+		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
 	return keystore.ScannedKey(&k, digest)
 }

@@ -110,8 +110,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		scopes, metadata string
 		created          int64
 		expires, revoked sql.NullInt64
+		limits           string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -129,6 +130,10 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	}
 	if revoked.Valid {
 		k.RevokedAt = time.UnixMicro(revoked.Int64)
+	}
+	var err error
+	if k.Limits, err = keystore.ParseLimits(limits); err != nil {
+		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
 	return keystore.ScannedKey(&k, digest)
 }

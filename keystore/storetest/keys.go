@@ -24,6 +24,7 @@ func testStoreIssueLookupGet(t *testing.T, kind Backend) {
 		Scopes:    []string{"write:orders", "read:orders", "read:orders"},
 		Metadata:  map[string]string{"env": "prod", "ticket": "OPS-1"},
 		ExpiresAt: exp,
+		Limits:    &keystore.Limits{Rate: "100/s", Burst: 200, Quota: "10000/month", Uses: 500, Refill: "day"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +35,9 @@ func testStoreIssueLookupGet(t *testing.T, kind Backend) {
 	}
 	if rec.ID != p.ID || rec.Hint != keystore.Hint(p) {
 		t.Fatalf("record id/hint %q/%q do not match the key", rec.ID, rec.Hint)
+	}
+	if q, ok := rec.Limits.QuotaLimit(); !ok || q.Limit != 10000 {
+		t.Fatalf("limits not kept: %+v", rec.Limits)
 	}
 	if !reflect.DeepEqual(rec.Scopes, []string{"read:orders", "write:orders"}) {
 		t.Fatalf("scopes not normalised: %v", rec.Scopes)

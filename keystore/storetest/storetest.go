@@ -55,6 +55,8 @@ var tests = []struct {
 	{"VerifyAuditFindsTampering", testVerifyAuditFindsTampering},
 	{"UsageWriteAndRead", testUsageWriteAndRead},
 	{"UsageConcurrentWriters", testUsageConcurrentWriters},
+	{"CountersAddOnce", testCountersAddOnce},
+	{"CountersConcurrentWriters", testCountersConcurrentWriters},
 	{"WatchSeesChangesFromOtherProcesses", testWatchSeesChangesFromOtherProcesses},
 	{"WatchIgnoresMalformedChanges", testWatchIgnoresMalformedChanges},
 }

@@ -58,9 +58,9 @@ func (s *Store) insert(ctx context.Context, q Querier, k *keystore.Key) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 		k.ID, k.Digest[:], k.Name, k.Owner, scopes, metadata, k.Hint,
-		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt))
+		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits))
 	if err != nil && s.d.IsDuplicate(err) {
 		return keystore.ErrDuplicate
 	}

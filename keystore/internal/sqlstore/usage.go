@@ -108,5 +108,12 @@ func (s *Store) PruneUsage(ctx context.Context, usageBefore, batchesBefore time.
 	if _, err := s.db.Exec(ctx, "DELETE FROM keygate_usage_batches WHERE at < $1", s.d.Time.Value(batchesBefore)); err != nil {
 		return n, fmt.Errorf("pruning usage batches: %w", err)
 	}
+	// Request counters of periods that ended before the usage kept; never
+	// those of a key's whole life (period_start 0).
+	if !usageBefore.IsZero() {
+		if _, err := s.db.Exec(ctx, "DELETE FROM keygate_counters WHERE period_start > 0 AND period_start < $1", usageBefore.Unix()); err != nil {
+			return n, fmt.Errorf("pruning request counters: %w", err)
+		}
+	}
 	return n, nil
 }

@@ -1,0 +1,100 @@
+package caddymodule
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/keygate/keygate/ratelimit"
+)
+
+// The quota and uses step, after the rate limit so that a request it
+// refuses spends neither. A key's quota (requests per UTC day or month)
+// and uses (accepted requests, for the key's life or per refill period)
+// are counters shared by every gateway on the store (see
+// ratelimit.Counters and sharedCounters): counted here, added to the
+// store every second, with the other gateways' totals read back.
+type quotaCheck struct {
+	counters *sharedCounters
+	timeout  time.Duration // of a counter's first read from the store
+	headers  bool
+	quota    *problem
+	uses     *problem
+}
+
+func (c quotaCheck) check(x exchange) verdict {
+	q, hasQuota := x.key.Limits.QuotaLimit()
+	u, hasUses := x.key.Limits.UsesLimit()
+	if !hasQuota && !hasUses {
+		return verdict{}
+	}
+	var qk ratelimit.CounterKey
+	if hasQuota {
+		qk = ratelimit.CounterKey{Kind: "quota", Subject: x.key.ID, Start: q.Period.Start(x.now).Unix()}
+		end := q.Period.End(x.now)
+		c.load(x, qk, end)
+		ok, remaining := c.counters.Take(qk, q.Limit)
+		reset := int64((end.Sub(x.now) + time.Second - 1) / time.Second)
+		if c.headers {
+			addRateLimitHeaders(x.w.Header(), "quota", q.Limit, int64(end.Sub(q.Period.Start(x.now))/time.Second), remaining, reset)
+		}
+		c.placeholders(x, "api_key.quota.remaining", remaining)
+		if !ok {
+			return verdict{problem: c.quota, wait: time.Duration(reset) * time.Second, why: "API key over its quota"}
+		}
+	}
+	if hasUses {
+		uk := ratelimit.CounterKey{Kind: "uses", Subject: x.key.ID, Start: u.Period.Start(x.now).Unix()}
+		end := u.Period.End(x.now)
+		c.load(x, uk, end)
+		ok, remaining := c.counters.Take(uk, u.Limit)
+		if c.headers {
+			h := x.w.Header()
+			h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], `"uses";q=`+strconv.FormatInt(u.Limit, 10))
+			h["Ratelimit"] = append(h["Ratelimit"], `"uses";r=`+strconv.FormatInt(remaining, 10))
+		}
+		c.placeholders(x, "api_key.uses.remaining", remaining)
+		if !ok {
+			if hasQuota {
+				c.counters.Refund(qk)
+			}
+			v := verdict{problem: c.uses, why: "API key has no uses left"}
+			if !end.IsZero() { // they come back with the next period
+				v.wait = end.Sub(x.now)
+			}
+			return v
+		}
+	}
+	return verdict{}
+}
+
+// load reads a counter's total from the store on its first use in this
+// process, within the store timeout. If the store does not answer, the
+// gateway counts from what it knows and the next sync sets the total.
+func (c quotaCheck) load(x exchange, k ratelimit.CounterKey, end time.Time) {
+	if c.counters.Loaded(k) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(x.r.Context(), c.timeout)
+	defer cancel()
+	_ = c.counters.Load(ctx, k, end, c.counters.read)
+}
+
+func (c quotaCheck) placeholders(x exchange, name string, v int64) {
+	if repl, ok := x.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set(name, strconv.FormatInt(v, 10))
+	}
+}
+
+// quotaStep is the quota and uses check.
+func (h *Handler) quotaStep(counters *sharedCounters) check {
+	return quotaCheck{
+		counters: counters,
+		timeout:  h.poolKey.cfg.QueryTimeout,
+		headers:  h.rateLimitHeaders(),
+		quota:    h.problems.quotaExceeded,
+		uses:     h.problems.usesExhausted,
+	}
+}

@@ -1,0 +1,106 @@
+package tests
+
+import (
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestQuotaSharedByTwoGateways: two Caddy processes on one PostgreSQL
+// database share a key's quota. Each client sends at a steady pace until
+// its gateway refuses; together they get the quota through, plus at most
+// what the gateways let through before they saw each other's counts:
+// each gateway's pace over two sync intervals (2 s). A gateway started
+// afterwards refuses the key: the quota is in the store, not in memory.
+func TestQuotaSharedByTwoGateways(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, postgresStore)
+	up := newUpstream(t)
+	const quota, pace = 300, 100 // requests; requests per second per client
+	k := sb.createKey("metered", "--quota", "300/day")
+	gws := []*gateway{newGateway(t, sb), pgGateway(t, sb)}
+	for _, g := range gws {
+		g.start(apiKeySite(g, up, ""))
+	}
+	var mu sync.Mutex
+	passed, refused := 0, 0
+	var wg sync.WaitGroup
+	for _, g := range gws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(time.Second / pace)
+			defer tick.Stop()
+			deadline := time.Now().Add(30 * time.Second)
+			streak := 0
+			for streak < 20 && time.Now().Before(deadline) { // until refused 20 times in a row
+				<-tick.C
+				r := bearer(t, g.url+"/", k.Key)
+				mu.Lock()
+				switch r.status {
+				case http.StatusOK:
+					passed++
+					streak = 0
+				case http.StatusTooManyRequests:
+					refused++
+					streak++
+				default:
+					t.Errorf("status %d", r.status)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	over := passed - quota
+	bound := 2 * pace * 2 // the other gateway's pace over two sync intervals, for each of the two
+	t.Logf("quota %d across 2 gateways at %d/s each: %d passed (overshoot %d, bound %d), %d refused", quota, pace, passed, over, bound, refused)
+	if over < 0 || over > bound {
+		t.Fatalf("%d passed for a quota of %d: overshoot %d, bound %d", passed, quota, over, bound)
+	}
+	r := bearer(t, gws[0].url+"/", k.Key)
+	wantStatus(t, "past the quota", r, http.StatusTooManyRequests)
+	if p := r.problem(t); p.Code != "quota_exceeded" || r.header.Get("Retry-After") == "" {
+		t.Errorf("refusal %q, Retry-After %q", p.Code, r.header.Get("Retry-After"))
+	}
+	for _, g := range gws {
+		g.stop()
+	}
+	g3 := newGateway(t, sb)
+	g3.start(apiKeySite(g3, up, ""))
+	wantStatus(t, "past the quota, on a gateway started afterwards", bearer(t, g3.url+"/", k.Key), http.StatusTooManyRequests)
+}
+
+// pgGateway is a second gateway on sb's PostgreSQL database, with its own
+// directories.
+func pgGateway(t *testing.T, sb *sandbox) *gateway {
+	return newGateway(t, pgSandbox(t, sb.dsn, sb.pepper))
+}
+
+// TestUsesThroughCaddy: a key with uses works that many times, then gets
+// 429 uses_exhausted, also after a restart; on both stores.
+func TestUsesThroughCaddy(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		k := sb.createKey("trial", "--uses", "3")
+		g := newGateway(t, sb)
+		g.start(apiKeySite(g, up, ""))
+		for i := 0; i < 3; i++ {
+			r := bearer(t, g.url+"/", k.Key)
+			wantUpstream(t, "a use", r)
+		}
+		r := bearer(t, g.url+"/", k.Key)
+		wantStatus(t, "no uses left", r, http.StatusTooManyRequests)
+		if p := r.problem(t); p.Code != "uses_exhausted" {
+			t.Errorf("code %q", p.Code)
+		}
+		if got := r.header.Values("RateLimit"); len(got) != 1 || got[0] != `"uses";r=0` {
+			t.Errorf("RateLimit %q", got)
+		}
+		g.stop()
+		g2 := newGateway(t, sb)
+		g2.start(apiKeySite(g2, up, ""))
+		wantStatus(t, "no uses left, after a restart", bearer(t, g2.url+"/", k.Key), http.StatusTooManyRequests)
+	})
+}
