@@ -33,6 +33,10 @@ type Event struct {
 const (
 	ActionCreate = "create"
 	ActionRevoke = "revoke"
+	// ActionOwnerLimits sets or clears the limits an owner's keys share:
+	// the event has the owner, no key id, and the limits before and after
+	// as JSON.
+	ActionOwnerLimits = "owner_limits"
 )
 
 // Filter selects events to list.

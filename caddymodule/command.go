@@ -64,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }
@@ -669,6 +669,9 @@ func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time) {
 	fmt.Fprintf(tw, "Hint:\t%s\n", k.Hint)
 	fmt.Fprintf(tw, "Scopes:\t%s\n", dash(strings.Join(k.Scopes, ", ")))
 	fmt.Fprintf(tw, "Limits:\t%s\n", dash(describeLimits(k.Limits)))
+	if k.OwnerLimits != nil {
+		fmt.Fprintf(tw, "Owner's limits:\t%s (shared by the owner's keys)\n", describeLimits(k.OwnerLimits))
+	}
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(k.CreatedAt))
 	fmt.Fprintf(tw, "Expires:\t%s\n", dash(formatTime(k.ExpiresAt)))
 	fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))

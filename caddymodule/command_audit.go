@@ -177,7 +177,7 @@ func listAudit(e *cliEnv, s keystore.Store, f audit.Filter, asJSON bool) error {
 	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tKEY\tOWNER\tCHANGED")
 	for _, ev := range events {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, formatTime(ev.Time), printable(ev.Actor), printable(ev.Action),
-			printable(ev.KeyID), dash(printable(ev.Owner)), dash(printable(changedFields(ev.Before, ev.After))))
+			dash(printable(ev.KeyID)), dash(printable(ev.Owner)), dash(printable(changedFields(ev.Before, ev.After))))
 	}
 	return tw.Flush()
 }

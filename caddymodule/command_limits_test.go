@@ -72,3 +72,66 @@ func TestCLICreateWithLimits(t *testing.T) {
 		t.Errorf("refused creates left keys behind: %s", out)
 	}
 }
+
+// TestCLIOwnerLimits: `owner` shows, sets and clears the limits an
+// owner's keys share, says when nothing changed, records the change in
+// the audit trail, and refuses bad input before touching the store.
+func TestCLIOwnerLimits(t *testing.T) {
+	cliEnvironment(t)
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	db := "--database=" + dsn
+	out, _, err := runCLI(t, "create", db, "--name", "a", "--owner", "acme", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	json.Unmarshal([]byte(out), &created)
+
+	if out, _, err := runCLI(t, "owner", "acme", db); err != nil || !strings.Contains(out, "Owner acme's keys share: -.") {
+		t.Errorf("owner without limits: %v %q", err, out)
+	}
+	out, _, err = runCLI(t, "owner", "acme", db, "--rate", "1000/m", "--quota", "50000/month", "--actor", "ops:carol")
+	if err != nil || !strings.Contains(out, "now share: rate 1000/m, quota 50000/month") {
+		t.Fatalf("owner set: %v %q", err, out)
+	}
+	if out, _, err := runCLI(t, "owner", "acme", db, "--rate", "1000/m", "--quota", "50000/month"); err != nil || !strings.Contains(out, "already had these limits") {
+		t.Errorf("owner set again: %v %q", err, out)
+	}
+	out, _, err = runCLI(t, "show", created.ID, db)
+	if err != nil || !strings.Contains(out, "Owner's limits:") || !strings.Contains(out, "rate 1000/m, quota 50000/month (shared by the owner's keys)") {
+		t.Errorf("show of the owner's key: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "owner", "acme", db, "--json")
+	var shown struct {
+		Owner  string          `json:"owner"`
+		Limits keystore.Limits `json:"limits"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &shown) != nil || shown.Owner != "acme" || shown.Limits.Quota != "50000/month" {
+		t.Errorf("owner --json: %v %s", err, out)
+	}
+	out, _, err = runCLI(t, "audit", db, "--owner", "acme")
+	if err != nil || !strings.Contains(out, "owner_limits") || !strings.Contains(out, "ops:carol") {
+		t.Errorf("audit of the owner: %v\n%s", err, out)
+	}
+	if out, _, err := runCLI(t, "owner", "acme", db, "--clear"); err != nil || !strings.Contains(out, "share no limits any more") {
+		t.Errorf("owner --clear: %v %q", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"owner", "acme", db, "--rate", "fast"}, "--rate: rate \"fast\" must be N/s, N/m or N/h"},
+		{[]string{"owner", "acme", db, "--quota", "5/week"}, "--quota: quota \"5/week\" must be N/day or N/month"},
+		{[]string{"owner", "acme", db, "--burst", "5"}, "--burst: a burst needs a rate"},
+		{[]string{"owner", "acme", db, "--rate", "1/s", "--clear"}, "--clear takes no --rate, --burst or --quota"},
+		{[]string{"owner", "acme", db, "--rate", ""}, "--rate and --quota need a value"},
+		{[]string{"owner", db}, "accepts 1 arg(s), received 0"},
+		{[]string{"owner", "", db, "--rate", "1/s"}, "owner is required"},
+	} {
+		if _, _, err := runCLI(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}

@@ -26,30 +26,38 @@ type quotaCheck struct {
 
 func (c quotaCheck) check(x exchange) verdict {
 	q, hasQuota := x.key.Limits.QuotaLimit()
+	oq, hasOwnerQuota := x.key.OwnerLimits.QuotaLimit()
 	u, hasUses := x.key.Limits.UsesLimit()
-	if !hasQuota && !hasUses {
+	if !hasQuota && !hasOwnerQuota && !hasUses {
 		return verdict{}
 	}
-	var qk ratelimit.CounterKey
+	var taken [2]ratelimit.CounterKey // to give back if a later limit refuses
+	n := 0
+	refuse := func(v verdict) verdict {
+		for _, k := range taken[:n] {
+			c.counters.Refund(k)
+		}
+		return v
+	}
 	if hasQuota {
-		qk = ratelimit.CounterKey{Kind: "quota", Subject: x.key.ID, Start: q.Period.Start(x.now).Unix()}
-		end := q.Period.End(x.now)
-		c.load(x, qk, end)
-		ok, remaining := c.counters.Take(qk, q.Limit)
-		reset := int64((end.Sub(x.now) + time.Second - 1) / time.Second)
-		if c.headers {
-			addRateLimitHeaders(x.w.Header(), "quota", q.Limit, int64(end.Sub(q.Period.Start(x.now))/time.Second), remaining, reset)
+		k := ratelimit.CounterKey{Kind: "quota", Subject: x.key.ID, Start: q.Period.Start(x.now).Unix()}
+		if ok, wait := c.take(x, k, q, "quota", "api_key.quota.remaining"); !ok {
+			return verdict{problem: c.quota, wait: wait, why: "API key over its quota"}
 		}
-		c.placeholders(x, "api_key.quota.remaining", remaining)
-		if !ok {
-			return verdict{problem: c.quota, wait: time.Duration(reset) * time.Second, why: "API key over its quota"}
+		taken[n], n = k, n+1
+	}
+	if hasOwnerQuota {
+		k := ratelimit.CounterKey{Kind: "owner_quota", Subject: x.key.Owner, Start: oq.Period.Start(x.now).Unix()}
+		if ok, wait := c.take(x, k, oq, "owner_quota", "api_key.owner_quota.remaining"); !ok {
+			return refuse(verdict{problem: c.quota, wait: wait, why: "API key's owner over its quota"})
 		}
+		taken[n], n = k, n+1
 	}
 	if hasUses {
-		uk := ratelimit.CounterKey{Kind: "uses", Subject: x.key.ID, Start: u.Period.Start(x.now).Unix()}
+		k := ratelimit.CounterKey{Kind: "uses", Subject: x.key.ID, Start: u.Period.Start(x.now).Unix()}
 		end := u.Period.End(x.now)
-		c.load(x, uk, end)
-		ok, remaining := c.counters.Take(uk, u.Limit)
+		c.load(x, k, end)
+		ok, remaining := c.counters.Take(k, u.Limit)
 		if c.headers {
 			h := x.w.Header()
 			h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], `"uses";q=`+strconv.FormatInt(u.Limit, 10))
@@ -57,17 +65,29 @@ func (c quotaCheck) check(x exchange) verdict {
 		}
 		c.placeholders(x, "api_key.uses.remaining", remaining)
 		if !ok {
-			if hasQuota {
-				c.counters.Refund(qk)
-			}
 			v := verdict{problem: c.uses, why: "API key has no uses left"}
 			if !end.IsZero() { // they come back with the next period
 				v.wait = end.Sub(x.now)
 			}
-			return v
+			return refuse(v)
 		}
 	}
 	return verdict{}
+}
+
+// take counts one request against a quota, reporting it in the RateLimit
+// headers as the list member name and in the placeholder; when refused,
+// wait is the time until the period ends.
+func (c quotaCheck) take(x exchange, k ratelimit.CounterKey, q ratelimit.Quota, name, placeholder string) (ok bool, wait time.Duration) {
+	start, end := q.Period.Start(x.now), q.Period.End(x.now)
+	c.load(x, k, end)
+	ok, remaining := c.counters.Take(k, q.Limit)
+	reset := int64((end.Sub(x.now) + time.Second - 1) / time.Second)
+	if c.headers {
+		addRateLimitHeaders(x.w.Header(), name, q.Limit, int64(end.Sub(start)/time.Second), remaining, reset)
+	}
+	c.placeholders(x, placeholder, remaining)
+	return ok, time.Duration(reset) * time.Second
 }
 
 // load reads a counter's total from the store on its first use in this

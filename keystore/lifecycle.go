@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/audit"
@@ -121,6 +122,48 @@ func appendEvent(ctx context.Context, tx Tx, actor, action string, at time.Time,
 	}
 	return nil
 }
+
+// SetOwnerLimits sets the limits all of owner's keys share (nil or zero
+// clears them), recording the change in the audit trail. changed is false
+// when the limits were already l.
+func (l *Lifecycle) SetOwnerLimits(ctx context.Context, actor, owner string, lim *Limits) (changed bool, err error) {
+	if err := ValidateActor(actor); err != nil {
+		return false, err
+	}
+	if strings.TrimSpace(owner) == "" {
+		return false, errors.New("owner is required")
+	}
+	if err := checkText("owner", owner, MaxOwnerLen); err != nil {
+		return false, err
+	}
+	if err := lim.ValidateForOwner(); err != nil {
+		return false, err
+	}
+	at := l.now()
+	err = l.Store.Change(ctx, func(tx Tx) error {
+		before, err := tx.SetOwnerLimits(ctx, owner, lim)
+		if err != nil {
+			return err
+		}
+		if LimitsText(before) == LimitsText(lim) {
+			return errUnchanged
+		}
+		changed = true
+		e := &audit.Event{Time: at, Actor: actor, Action: audit.ActionOwnerLimits, Owner: owner,
+			Before: LimitsText(before), After: LimitsText(lim)}
+		if err := tx.Append(ctx, e); err != nil {
+			return fmt.Errorf("recording the change in the audit trail: %w", err)
+		}
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
+		return false, nil
+	}
+	return changed, err
+}
+
+// errUnchanged rolls back a change that changes nothing.
+var errUnchanged = errors.New("nothing to change")
 
 // keyJSON is the state of a key an audit event keeps: its record as JSON,
 // which never holds the digest.

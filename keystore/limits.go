@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,6 +78,18 @@ func (l *Limits) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ValidateForOwner checks l as the limits an owner's keys share: a rate
+// and a quota; uses belong to a key.
+func (l *Limits) ValidateForOwner() error {
+	if l == nil {
+		return nil
+	}
+	if l.Uses != 0 || l.Refill != "" {
+		return errors.New("uses belong to a key, not to an owner; set them with create")
+	}
+	return l.Validate()
 }
 
 // RatePolicy returns l's rate limit; ok is false when it has none.

@@ -52,6 +52,10 @@ type Tx interface {
 	// serialised with every other writer in every process, and calls
 	// audit.Seal to number, link and hash e.
 	Append(ctx context.Context, e *audit.Event) error
+	// SetOwnerLimits sets the limits an owner's keys share (nil clears
+	// them) and returns the ones it replaced. Every cache holding one of
+	// the owner's keys is told, as for a change of the key.
+	SetOwnerLimits(ctx context.Context, owner string, l *Limits) (before *Limits, err error)
 }
 
 // Store keeps key records, their usage and their audit trail. It is the
@@ -85,6 +89,8 @@ type Keys interface {
 	// Change runs f in one transaction: key changes and the audit events
 	// that record them commit together or not at all.
 	Change(ctx context.Context, f func(Tx) error) error
+	// OwnerLimits returns the limits an owner's keys share; nil for none.
+	OwnerLimits(ctx context.Context, owner string) (*Limits, error)
 }
 
 // AuditLog reads the audit chain that Tx.Append writes.

@@ -254,6 +254,22 @@ func TestReloadsUnderLoad(t *testing.T) {
 			})
 			return goroutines, fds
 		}
+		// The same load without reloads first, so that what load alone
+		// opens (the store's connection pool growing to its size) is in
+		// the baseline, and only what reloads leave behind is counted.
+		warm := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+		var warmWG sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			warmWG.Add(1)
+			go func() {
+				defer warmWG.Done()
+				for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+					status(warm, g.url+"/", k.Key)
+				}
+			}()
+		}
+		warmWG.Wait()
+		warm.CloseIdleConnections()
 		baseG, baseF := settle()
 		queries := metric(t, g, "caddy_api_key_store_queries_total")
 
@@ -319,7 +335,11 @@ func TestReloadsUnderLoad(t *testing.T) {
 		var gor, fds float64
 		back, _ := pollUntil(15*time.Second, 100*time.Millisecond, func() bool {
 			gor, fds = settle()
-			return gor <= baseG+2 && fds <= baseF+2
+			// A leak of one file per reload would show as 20 more. The
+			// store's connection pool may still open a few it had not
+			// needed during the warm-up (each SQLite connection holds two
+			// files), which is not a leak.
+			return gor <= baseG+2 && fds <= baseF+8
 		})
 		t.Logf("%d requests served across 20 reloads (%d connection resets retried); goroutines %.0f -> %.0f, open files %.0f -> %.0f",
 			ok.Load(), resets.Load(), baseG, gor, baseF, fds)

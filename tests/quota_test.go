@@ -2,6 +2,7 @@ package tests
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,5 +103,43 @@ func TestUsesThroughCaddy(t *testing.T) {
 		g2 := newGateway(t, sb)
 		g2.start(apiKeySite(g2, up, ""))
 		wantStatus(t, "no uses left, after a restart", bearer(t, g2.url+"/", k.Key), http.StatusTooManyRequests)
+	})
+}
+
+// TestOwnerLimitThroughCaddy: limits set on an owner with `caddy api-key
+// owner` reach a running gateway that has the owner's keys cached, and
+// the owner's keys spend them together.
+func TestOwnerLimitThroughCaddy(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		a := sb.createKey("a", "--owner", "acme")
+		b := sb.createKey("b", "--owner", "acme")
+		g := newGateway(t, sb)
+		g.start(apiKeySite(g, up, "cache {\n\t\t\tttl 1h\n\t\t}"))
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
+		for _, k := range []issuedKey{a, b} {
+			wantUpstream(t, "before the owner has limits", bearer(t, g.url+"/", k.Key))
+		}
+		sb.mustCLI("owner", "acme", "--rate", "2/h")
+		// The cached keys are invalidated: within a few seconds both
+		// keys share the owner's rate of 2 an hour.
+		ok, _ := pollUntil(10*time.Second, 50*time.Millisecond, func() bool {
+			return bearer(t, g.url+"/", a.Key).header.Get("RateLimit-Policy") != ""
+		})
+		if !ok {
+			t.Fatal("the owner's limits did not reach the gateway")
+		}
+		// a spent one of the two; b gets the other, then both are refused.
+		wantUpstream(t, "the owner's second request", bearer(t, g.url+"/", b.Key))
+		for _, k := range []issuedKey{a, b} {
+			r := bearer(t, g.url+"/", k.Key)
+			wantStatus(t, "past the owner's rate", r, http.StatusTooManyRequests)
+			if p := r.problem(t); p.Code != "rate_limited" {
+				t.Errorf("code %q", p.Code)
+			}
+		}
+		if res := sb.mustCLI("audit", "--owner", "acme"); !strings.Contains(res.stdout, "owner_limits") {
+			t.Errorf("no owner_limits event:\n%s", res.stdout)
+		}
 	})
 }

@@ -76,13 +76,13 @@ var timestamptz = sqlstore.Times{
 
 func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	var (
-		k       keystore.Key
-		digest  []byte
-		exp     *time.Time
-		revoked *time.Time
-		limits  string
+		k                   keystore.Key
+		digest              []byte
+		exp                 *time.Time
+		revoked             *time.Time
+		limits, ownerLimits string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &ownerLimits); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -97,6 +97,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	var err error
 	if k.Limits, err = keystore.ParseLimits(limits); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	if k.OwnerLimits, err = keystore.ParseLimits(ownerLimits); err != nil {
+		return nil, fmt.Errorf("owner %q: %w", k.Owner, err)
 	}
 	return keystore.ScannedKey(&k, digest)
 }

@@ -14,7 +14,7 @@ func (s *store) Lookup(ctx context.Context, d keystore.Digest) (*keystore.Key, e
 	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
-	const q = "SELECT " + keystore.KeyColumns + " FROM keygate_keys WHERE digest = $1"
+	const q = keystore.KeySelect + " WHERE k.digest = $1"
 	k, err := scanKey(s.pool.QueryRow(ctx, q, d[:]))
 	// A pooled connection the server ended (a restart, an administrator's
 	// pg_terminate_backend) fails at once. One such failure is retried on

@@ -110,9 +110,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		scopes, metadata string
 		created          int64
 		expires, revoked sql.NullInt64
-		limits           string
+		limits, ownerLim string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &ownerLim); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -134,6 +134,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	var err error
 	if k.Limits, err = keystore.ParseLimits(limits); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	if k.OwnerLimits, err = keystore.ParseLimits(ownerLim); err != nil {
+		return nil, fmt.Errorf("owner %q: %w", k.Owner, err)
 	}
 	return keystore.ScannedKey(&k, digest)
 }

@@ -15,7 +15,7 @@ func (s *store) Lookup(ctx context.Context, d keystore.Digest) (*keystore.Key, e
 	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
-	k, err := scanKey(s.db.QueryRowContext(ctx, "SELECT "+keystore.KeyColumns+" FROM keygate_keys WHERE digest = ?", d[:]))
+	k, err := scanKey(s.db.QueryRowContext(ctx, keystore.KeySelect+" WHERE k.digest = ?", d[:]))
 	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
 		return nil, fmt.Errorf("looking up key: %w", err)
 	}

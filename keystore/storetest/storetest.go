@@ -56,6 +56,7 @@ var tests = []struct {
 	{"UsageWriteAndRead", testUsageWriteAndRead},
 	{"UsageConcurrentWriters", testUsageConcurrentWriters},
 	{"CountersAddOnce", testCountersAddOnce},
+	{"OwnerLimits", testOwnerLimits},
 	{"CountersConcurrentWriters", testCountersConcurrentWriters},
 	{"WatchSeesChangesFromOtherProcesses", testWatchSeesChangesFromOtherProcesses},
 	{"WatchIgnoresMalformedChanges", testWatchIgnoresMalformedChanges},

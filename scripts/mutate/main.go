@@ -242,15 +242,15 @@ var mutations = []mutation{
 	{
 		name: "quota: a key past its quota is let through",
 		file: "caddymodule/step_quota.go",
-		from: "\t\tif !ok {\n\t\t\treturn verdict{problem: c.quota,",
-		to:   "\t\tif false && !ok {\n\t\t\treturn verdict{problem: c.quota,",
+		from: "\t\tif ok, wait := c.take(x, k, q, \"quota\", \"api_key.quota.remaining\"); !ok {",
+		to:   "\t\tif ok, wait := c.take(x, k, q, \"quota\", \"api_key.quota.remaining\"); false && !ok {",
 		pkg:  "./caddymodule", tests: "TestServeHTTPQuota",
 	},
 	{
 		name: "quota: a refused use keeps the quota it took",
 		file: "caddymodule/step_quota.go",
-		from: "\t\t\t\tc.counters.Refund(qk)\n",
-		to:   "\t\t\t\t_ = qk\n",
+		from: "\t\t\tc.counters.Refund(k)\n",
+		to:   "\t\t\t_ = k\n",
 		pkg:  "./caddymodule", tests: "TestServeHTTPUses",
 	},
 	{
@@ -280,6 +280,27 @@ var mutations = []mutation{
 		from: "\t\t\tct.known = totals[i]\n",
 		to:   "\t\t\tct.known += d.N + int64(i*0)\n",
 		pkg:  "./ratelimit", tests: "TestCountersShared",
+	},
+	{
+		name: "owner limits: a change does not reach cached keys",
+		file: "keystore/internal/sqlstore/keys.go",
+		from: "\"UPDATE keygate_keys SET owner = owner WHERE owner = $1\"",
+		to:   "\"UPDATE keygate_keys SET owner = owner WHERE owner = $1 AND false\"",
+		pkg:  "./keystore/sqlite", tests: "TestConformance",
+	},
+	{
+		name: "owner limits: an owner's rate is not checked",
+		file: "caddymodule/step_ratelimit.go",
+		from: "\top, owned := x.key.OwnerLimits.RatePolicy()",
+		to:   "\top, owned := x.key.OwnerLimits.RatePolicy()\n\towned = false",
+		pkg:  "./caddymodule", tests: "TestOwnerSharedLimits",
+	},
+	{
+		name: "owner limits: changed without an audit event",
+		file: "keystore/lifecycle.go",
+		from: "\t\tif err := tx.Append(ctx, e); err != nil {\n\t\t\treturn fmt.Errorf(\"recording the change in the audit trail: %w\", err)\n\t\t}\n\t\treturn nil\n\t})\n\tif errors.Is(err, errUnchanged) {",
+		to:   "\t\t_ = e\n\t\treturn nil\n\t})\n\tif errors.Is(err, errUnchanged) {",
+		pkg:  "./keystore/sqlite", tests: "TestConformance",
 	},
 	{
 		name: "security log: every refusal of a flood logged one by one",

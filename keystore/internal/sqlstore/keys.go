@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -15,13 +16,13 @@ func (s *Store) List(ctx context.Context, f keystore.ListFilter) ([]*keystore.Ke
 	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
-	q := "SELECT " + keystore.KeyColumns + " FROM keygate_keys WHERE ($1 = '' OR owner = $1)"
+	q := keystore.KeySelect + " WHERE ($1 = '' OR k.owner = $1)"
 	args := []any{f.Owner}
 	if !f.IncludeInactive {
-		q += " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+		q += " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)"
 		args = append(args, s.d.Time.Value(f.At()))
 	}
-	q += " ORDER BY created_at, id"
+	q += " ORDER BY k.created_at, k.id"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
@@ -46,7 +47,7 @@ func (s *Store) Get(ctx context.Context, id string) (*keystore.Key, error) {
 }
 
 func (s *Store) get(ctx context.Context, q Querier, id string) (*keystore.Key, error) {
-	k, err := s.d.ScanKey(q.QueryRow(ctx, "SELECT "+keystore.KeyColumns+" FROM keygate_keys WHERE id = $1", id))
+	k, err := s.d.ScanKey(q.QueryRow(ctx, keystore.KeySelect+" WHERE k.id = $1", id))
 	if err != nil && !errors.Is(err, keystore.ErrNotFound) {
 		return nil, fmt.Errorf("reading key %s: %w", id, err)
 	}
@@ -72,7 +73,7 @@ func (s *Store) insert(ctx context.Context, q Querier, k *keystore.Key) error {
 
 func (s *Store) revoke(ctx context.Context, q Querier, id string, at time.Time) (*keystore.Key, bool, error) {
 	k, err := s.d.ScanKey(q.QueryRow(ctx,
-		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING "+keystore.KeyColumns, id, s.d.Time.Value(at)))
+		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"+keystore.KeyReturning, id, s.d.Time.Value(at)))
 	if err == nil {
 		return k, true, nil
 	}
@@ -116,3 +117,48 @@ func (t tx) Revoke(ctx context.Context, id string, at time.Time) (*keystore.Key,
 	return t.s.revoke(ctx, t.q, id, at)
 }
 func (t tx) Append(ctx context.Context, e *audit.Event) error { return t.s.append(ctx, t.q, e) }
+func (t tx) SetOwnerLimits(ctx context.Context, owner string, l *keystore.Limits) (*keystore.Limits, error) {
+	return t.s.setOwnerLimits(ctx, t.q, owner, l)
+}
+
+// OwnerLimits returns the limits an owner's keys share.
+func (s *Store) OwnerLimits(ctx context.Context, owner string) (*keystore.Limits, error) {
+	if err := s.Ready(ctx); err != nil {
+		return nil, err
+	}
+	return s.ownerLimits(ctx, s.db, owner)
+}
+
+func (s *Store) ownerLimits(ctx context.Context, q Querier, owner string) (*keystore.Limits, error) {
+	var text string
+	err := q.QueryRow(ctx, "SELECT limits FROM keygate_owners WHERE owner = $1", owner).Scan(&text)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the limits of owner %q: %w", owner, err)
+	}
+	return keystore.ParseLimits(text)
+}
+
+func (s *Store) setOwnerLimits(ctx context.Context, q Querier, owner string, l *keystore.Limits) (*keystore.Limits, error) {
+	before, err := s.ownerLimits(ctx, q, owner)
+	if err != nil {
+		return nil, err
+	}
+	if l.IsZero() {
+		_, err = q.Exec(ctx, "DELETE FROM keygate_owners WHERE owner = $1", owner)
+	} else {
+		_, err = q.Exec(ctx, `INSERT INTO keygate_owners (owner, limits) VALUES ($1, $2)
+ON CONFLICT (owner) DO UPDATE SET limits = excluded.limits`, owner, keystore.LimitsText(l))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("setting the limits of owner %q: %w", owner, err)
+	}
+	// Touching the owner's keys tells every cache holding one of them
+	// (the change feed follows keygate_keys).
+	if _, err := q.Exec(ctx, "UPDATE keygate_keys SET owner = owner WHERE owner = $1", owner); err != nil {
+		return nil, fmt.Errorf("telling caches about owner %q: %w", owner, err)
+	}
+	return before, nil
+}

@@ -1,6 +1,8 @@
 -- A key's own limits (JSON: rate, burst, quota, uses, refill; '' for
--- none), and the counters quotas and uses are enforced against, shared by
--- every gateway: one row per subject ("quota:<key id>", "uses:<key id>")
+-- none), the limits an owner's keys share (rate, burst, quota), and the
+-- counters quotas and uses are enforced against, shared by
+-- every gateway: one row per subject ("quota:<key id>", "uses:<key id>",
+-- "owner_quota:<owner>")
 -- and period, period_start in Unix seconds (0: the key's whole life).
 ALTER TABLE keygate_keys ADD COLUMN limits TEXT NOT NULL DEFAULT '';
 
@@ -9,4 +11,9 @@ CREATE TABLE keygate_counters (
     period_start INTEGER NOT NULL,
     count        INTEGER NOT NULL,
     PRIMARY KEY (subject, period_start)
+) STRICT;
+
+CREATE TABLE keygate_owners (
+    owner  TEXT PRIMARY KEY,
+    limits TEXT NOT NULL
 ) STRICT;
