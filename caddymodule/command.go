@@ -355,13 +355,18 @@ func showCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			spent, err := spentLimits(e, s, k, time.Now())
+			if err != nil {
+				return err
+			}
 			if asJSON {
 				return writeJSON(e.out, struct {
 					keyWithStatus
 					LastUsedAt time.Time `json:"last_used_at,omitzero"`
-				}{keyWithStatus{k, k.Status(time.Now())}, lastUsed})
+					*spentJSON
+				}{keyWithStatus{k, k.Status(time.Now())}, lastUsed, spent})
 			}
-			printKey(e.out, k, lastUsed)
+			printKey(e.out, k, lastUsed, spent)
 			return nil
 		})
 }
@@ -660,7 +665,7 @@ func describe(k *keystore.Key) string {
 	return strings.Join(parts, ", ")
 }
 
-func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time) {
+func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time, spent *spentJSON) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ID:\t%s\n", k.ID)
 	fmt.Fprintf(tw, "Name:\t%s\n", k.Name)
@@ -671,6 +676,12 @@ func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time) {
 	fmt.Fprintf(tw, "Limits:\t%s\n", dash(describeLimits(k.Limits)))
 	if k.OwnerLimits != nil {
 		fmt.Fprintf(tw, "Owner's limits:\t%s (shared by the owner's keys)\n", describeLimits(k.OwnerLimits))
+	}
+	if spent != nil && spent.QuotaUsed != nil {
+		fmt.Fprintf(tw, "Quota used:\t%d this period\n", *spent.QuotaUsed)
+	}
+	if spent != nil && spent.UsesLeft != nil {
+		fmt.Fprintf(tw, "Uses left:\t%d\n", *spent.UsesLeft)
 	}
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(k.CreatedAt))
 	fmt.Fprintf(tw, "Expires:\t%s\n", dash(formatTime(k.ExpiresAt)))

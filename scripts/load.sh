@@ -11,6 +11,8 @@
 #   valid      api_key with a valid key (cache hits; usage metering on)
 #   limited    the same with a rate limit the load stays under (limiter,
 #              RateLimit headers)
+#   quota      the rate-limited site with a key that also has a quota the
+#              load stays under (shared counters, written every second)
 #   malformed  api_key with a key that fails the checksum (401, no lookup)
 #   unknown    api_key with one well-formed unknown key (401, negative cache)
 # Needs wrk (Debian: apt-get install wrk). The two cores of a small machine
@@ -75,6 +77,7 @@ done
 curl -fs "http://127.0.0.1:$plain/" >/dev/null || { cat "$work/caddy.log"; exit 1; }
 
 key=$("$work/caddy" api-key create --name load 2>/dev/null)
+quota_key=$("$work/caddy" api-key create --name load-quota --quota 1000000000/day 2>/dev/null)
 malformed="${key%??????}AAAAAA"
 unknown=$(go run ./scripts/genkey)
 
@@ -97,6 +100,7 @@ for round in $(seq 1 "$ROUNDS"); do
 	run plain "http://127.0.0.1:$plain/"
 	run valid "http://127.0.0.1:$gated/" -H "Authorization: Bearer $key"
 	run limited "http://127.0.0.1:$limited/" -H "Authorization: Bearer $key"
+	run quota "http://127.0.0.1:$limited/" -H "Authorization: Bearer $quota_key"
 	run malformed "http://127.0.0.1:$gated/" -H "Authorization: Bearer $malformed"
 	run unknown "http://127.0.0.1:$gated/" -H "Authorization: Bearer $unknown"
 done

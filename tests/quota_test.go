@@ -1,11 +1,14 @@
 package tests
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/pgtest"
 )
 
 // TestQuotaSharedByTwoGateways: two Caddy processes on one PostgreSQL
@@ -142,4 +145,53 @@ func TestOwnerLimitThroughCaddy(t *testing.T) {
 			t.Errorf("no owner_limits event:\n%s", res.stdout)
 		}
 	})
+}
+
+// TestQuotaThroughStoreOutage: while PostgreSQL is down, a gateway keeps
+// enforcing a quota from the last total it knew plus its own counts, and
+// writes its counts when the store is back: the store then holds exactly
+// what was let through.
+func TestQuotaThroughStoreOutage(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.StartCluster(t)
+	sb := pgSandbox(t, cluster.CreateDatabase(t, "keygate"), randomPepper())
+	up := newUpstream(t)
+	k := sb.createKey("metered", "--quota", "10/day")
+	g := newGateway(t, sb)
+	g.start(apiKeySite(g, up, "cache {\n\t\t\tttl 1h\n\t\t\tmax_stale 1h\n\t\t}"))
+	for i := 0; i < 4; i++ {
+		wantUpstream(t, "before the outage", bearer(t, g.url+"/", k.Key))
+	}
+	// The gateway has written its 4 (every second) and knows the total.
+	if ok, _ := pollUntil(10*time.Second, 100*time.Millisecond, func() bool { return quotaUsed(t, sb, k.ID) == 4 }); !ok {
+		t.Fatalf("the store holds %d, want 4", quotaUsed(t, sb, k.ID))
+	}
+	cluster.Stop(t)
+	for i := 0; i < 6; i++ {
+		wantUpstream(t, "during the outage, within the quota", bearer(t, g.url+"/", k.Key))
+	}
+	r := bearer(t, g.url+"/", k.Key)
+	wantStatus(t, "during the outage, past the quota", r, http.StatusTooManyRequests)
+	if p := r.problem(t); p.Code != "quota_exceeded" {
+		t.Errorf("code %q", p.Code)
+	}
+	waitForLog(t, g, "quota and uses counts not written yet", 1, 10*time.Second)
+	cluster.Start(t)
+	waitForLog(t, g, "quota and uses counts written again", 1, 30*time.Second)
+	if n := quotaUsed(t, sb, k.ID); n != 10 {
+		t.Fatalf("after the outage the store holds %d, want the 10 let through", n)
+	}
+}
+
+// quotaUsed is what `caddy api-key show ID --json` says of a key's quota.
+func quotaUsed(t *testing.T, sb *sandbox, id string) int64 {
+	t.Helper()
+	res := sb.mustCLI("show", id, "--json")
+	var shown struct {
+		QuotaUsed int64 `json:"quota_used"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &shown); err != nil {
+		t.Fatalf("show --json: %v\n%s", err, res.stdout)
+	}
+	return shown.QuotaUsed
 }
