@@ -177,15 +177,20 @@ func TestKeyedBounded(t *testing.T) {
 
 func strconvKey(i int) string { return fmt.Sprintf("key-%08d", i) }
 
-// BenchmarkKeyedTake: the per-request cost for a key already held.
-func BenchmarkKeyedTake(b *testing.B) {
-	l := Limit{Interval: time.Microsecond, Burst: 1000}
+// benchKeyed is a limiter holding 1024 keys, their names, a limit none
+// of the benchmarks reach, and a fixed time.
+func benchKeyed() (*Keyed, []string, Limit, time.Time) {
 	k := NewKeyed(1 << 20)
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = strconvKey(i)
 	}
-	now := time.Unix(1_800_000_000, 0)
+	return k, keys, Limit{Interval: time.Microsecond, Burst: 1000}, time.Unix(1_800_000_000, 0)
+}
+
+// BenchmarkKeyedTake: the per-request cost for a key already held.
+func BenchmarkKeyedTake(b *testing.B) {
+	k, keys, l, now := benchKeyed()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -195,13 +200,7 @@ func BenchmarkKeyedTake(b *testing.B) {
 
 // BenchmarkKeyedTakeParallel: the same from every core at once.
 func BenchmarkKeyedTakeParallel(b *testing.B) {
-	l := Limit{Interval: time.Microsecond, Burst: 1000}
-	k := NewKeyed(1 << 20)
-	keys := make([]string, 1024)
-	for i := range keys {
-		keys[i] = strconvKey(i)
-	}
-	now := time.Unix(1_800_000_000, 0)
+	k, keys, l, now := benchKeyed()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
