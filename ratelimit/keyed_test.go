@@ -92,6 +92,7 @@ func TestKeyedAccuracy(t *testing.T) {
 				now = now.Add(step)
 			}
 			want := perSecond*10 + float64(l.Burst)
+			t.Logf("offered 3x for 10s: %d passed, rate x 10s + burst = %.0f (%+.2f%%)", passed, want, 100*(float64(passed)-want)/want)
 			if diff := (float64(passed) - want) / want; diff > 0.02 || diff < -0.02 {
 				t.Errorf("%d passed, want %.0f ±2%%", passed, want)
 			}
