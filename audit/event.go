@@ -33,6 +33,10 @@ type Event struct {
 const (
 	ActionCreate = "create"
 	ActionRevoke = "revoke"
+	// ActionUpdate changes a key's fields, not its secret.
+	ActionUpdate = "update"
+	// ActionDelete removes a key's record; its events stay.
+	ActionDelete = "delete"
 	// ActionOwnerLimits sets or clears the limits an owner's keys share:
 	// the event has the owner, no key id, and the limits before and after
 	// as JSON.

@@ -64,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), revokeCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), updateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }

@@ -135,3 +135,71 @@ func TestCLIOwnerLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIUpdateAndDelete: update changes the fields named and nothing
+// else, says when nothing changed, refuses contradictions and empty
+// updates before touching the store; delete removes the record, and both
+// are in the audit trail.
+func TestCLIUpdateAndDelete(t *testing.T) {
+	cliEnvironment(t)
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	db := "--database=" + dsn
+	out, _, err := runCLI(t, "create", db, "--name", "a", "--owner", "acme", "--scopes", "read", "--metadata", "team=core", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		ID  string `json:"id"`
+		Key string `json:"key"`
+	}
+	json.Unmarshal([]byte(out), &created)
+	id := created.ID
+
+	out, _, err = runCLI(t, "update", id, db, "--scopes", "read,write", "--quota", "100/day", "--metadata", "team=", "--metadata", "tier=gold", "--json", "--actor", "ops:dan")
+	var updated struct {
+		keystore.Key
+		Changed bool `json:"changed"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &updated) != nil || !updated.Changed || strings.Join(updated.Scopes, ",") != "read,write" ||
+		updated.Limits == nil || updated.Limits.Quota != "100/day" || updated.Metadata["team"] != "" || updated.Metadata["tier"] != "gold" || updated.Name != "a" {
+		t.Fatalf("update --json: %v\n%s", err, out)
+	}
+	if out, _, err := runCLI(t, "update", id, db, "--name", "a"); err != nil || !strings.Contains(out, "nothing changed") {
+		t.Errorf("an update that changes nothing: %v %q", err, out)
+	}
+	if out, _, err := runCLI(t, "update", id, db, "--no-limits", "--no-expiry"); err != nil || !strings.Contains(out, "Updated key") {
+		t.Errorf("update --no-limits: %v %q", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"update", id, db}, "nothing to change"},
+		{[]string{"update", id, db, "--expires", "2d", "--no-expiry"}, "--expires and --no-expiry contradict each other"},
+		{[]string{"update", id, db, "--rate", "5/s", "--no-limits"}, "--no-limits takes no --rate"},
+		{[]string{"update", id, db, "--quota", "5/week"}, "--quota: quota \"5/week\" must be N/day or N/month"},
+		{[]string{"update", id, db, "--name", ""}, "name is required"},
+		{[]string{"update", id, db, "--expires", "2020-01-01"}, "--expires 2020-01-01 is in the past"},
+		{[]string{"update", id, db, "--scopes", "bad scope"}, "scope"},
+		{[]string{"update", "kg_nonexistent", db, "--name", "x"}, ""},
+		{[]string{"update", "AAAAAAAAAAAA", db, "--name", "x"}, "no key with id AAAAAAAAAAAA"},
+	} {
+		_, _, err := runCLI(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	if out, _, err := runCLI(t, "delete", id, db, "--actor", "ops:erin"); err != nil || !strings.Contains(out, "Deleted key "+id) {
+		t.Fatalf("delete: %v %q", err, out)
+	}
+	if _, _, err := runCLI(t, "show", id, db); err == nil || !strings.Contains(err.Error(), "no key with id") {
+		t.Errorf("show after delete: %v", err)
+	}
+	out, _, err = runCLI(t, "audit", db, "--key", id)
+	if err != nil || !strings.Contains(out, "update") || !strings.Contains(out, "ops:dan") || !strings.Contains(out, "delete") || !strings.Contains(out, "ops:erin") {
+		t.Errorf("audit of the key: %v\n%s", err, out)
+	}
+	// The gateway refuses the deleted key like an unknown one.
+	h := provision(t, &Handler{Database: dsn})
+	checkProblem(t, serve(h, newRequest("/", bearer(created.Key))), 401, CodeInvalidKey)
+}

@@ -52,6 +52,11 @@ type Tx interface {
 	// serialised with every other writer in every process, and calls
 	// audit.Seal to number, link and hash e.
 	Append(ctx context.Context, e *audit.Event) error
+	// Update writes k's name, owner, scopes, metadata, expiry and limits
+	// to the key with k's id, or returns ErrNotFound.
+	Update(ctx context.Context, k *Key) error
+	// Delete removes the key with id and returns it, or ErrNotFound.
+	Delete(ctx context.Context, id string) (*Key, error)
 	// SetOwnerLimits sets the limits an owner's keys share (nil clears
 	// them) and returns the ones it replaced. Every cache holding one of
 	// the owner's keys is told, as for a change of the key.

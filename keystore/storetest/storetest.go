@@ -57,6 +57,7 @@ var tests = []struct {
 	{"UsageConcurrentWriters", testUsageConcurrentWriters},
 	{"CountersAddOnce", testCountersAddOnce},
 	{"OwnerLimits", testOwnerLimits},
+	{"UpdateAndDelete", testUpdateAndDelete},
 	{"CountersConcurrentWriters", testCountersConcurrentWriters},
 	{"WatchSeesChangesFromOtherProcesses", testWatchSeesChangesFromOtherProcesses},
 	{"WatchIgnoresMalformedChanges", testWatchIgnoresMalformedChanges},

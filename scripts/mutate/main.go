@@ -303,6 +303,27 @@ var mutations = []mutation{
 		pkg:  "./keystore/sqlite", tests: "TestConformance",
 	},
 	{
+		name: "update: a key changed without its audit event",
+		file: "keystore/change.go",
+		from: "\t\treturn appendEvent(ctx, tx, actor, audit.ActionUpdate, at, before, k)",
+		to:   "\t\t_ = before\n\t\treturn nil",
+		pkg:  "./keystore/sqlite", tests: "TestConformance",
+	},
+	{
+		name: "update: a revoked key can be changed",
+		file: "keystore/change.go",
+		from: "\t\tif !before.RevokedAt.IsZero() {",
+		to:   "\t\tif false && !before.RevokedAt.IsZero() {",
+		pkg:  "./keystore/sqlite", tests: "TestConformance",
+	},
+	{
+		name: "delete: the record is left in place",
+		file: "keystore/internal/sqlstore/keys.go",
+		from: "\"DELETE FROM keygate_keys WHERE id = $1\"",
+		to:   "\"DELETE FROM keygate_keys WHERE id = $1 AND false\"",
+		pkg:  "./keystore/sqlite", tests: "TestConformance",
+	},
+	{
 		name: "security log: every refusal of a flood logged one by one",
 		file: "caddymodule/securitylog.go",
 		from: "time.Second, refusalLinesPerSecond, 0,",

@@ -116,7 +116,42 @@ func (t tx) Insert(ctx context.Context, k *keystore.Key) error         { return 
 func (t tx) Revoke(ctx context.Context, id string, at time.Time) (*keystore.Key, bool, error) {
 	return t.s.revoke(ctx, t.q, id, at)
 }
-func (t tx) Append(ctx context.Context, e *audit.Event) error { return t.s.append(ctx, t.q, e) }
+func (t tx) Append(ctx context.Context, e *audit.Event) error  { return t.s.append(ctx, t.q, e) }
+func (t tx) Update(ctx context.Context, k *keystore.Key) error { return t.s.update(ctx, t.q, k) }
+func (t tx) Delete(ctx context.Context, id string) (*keystore.Key, error) {
+	return t.s.delete(ctx, t.q, id)
+}
+
+// update writes a key's changeable fields; the change feed tells every
+// cache (keygate_keys' triggers).
+func (s *Store) update(ctx context.Context, q Querier, k *keystore.Key) error {
+	scopes, metadata, err := s.d.KeyCollections(keystore.KeyCollections(k))
+	if err != nil {
+		return err
+	}
+	n, err := q.Exec(ctx, "UPDATE keygate_keys SET name = $2, owner = $3, scopes = $4, metadata = $5, expires_at = $6, limits = $7 WHERE id = $1",
+		k.ID, k.Name, k.Owner, scopes, metadata, s.d.Time.null(k.ExpiresAt), keystore.LimitsText(k.Limits))
+	if err != nil {
+		return fmt.Errorf("updating key %s: %w", k.ID, err)
+	}
+	if n == 0 {
+		return keystore.ErrNotFound
+	}
+	return nil
+}
+
+// delete removes a key's record; its usage and audit events stay.
+func (s *Store) delete(ctx context.Context, q Querier, id string) (*keystore.Key, error) {
+	k, err := s.get(ctx, q, id)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := q.Exec(ctx, "DELETE FROM keygate_keys WHERE id = $1", id); err != nil {
+		return nil, fmt.Errorf("deleting key %s: %w", id, err)
+	}
+	return k, nil
+}
+
 func (t tx) SetOwnerLimits(ctx context.Context, owner string, l *keystore.Limits) (*keystore.Limits, error) {
 	return t.s.setOwnerLimits(ctx, t.q, owner, l)
 }

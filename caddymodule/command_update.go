@@ -1,0 +1,153 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+func updateCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use: "update ID [--name N] [--owner O] [--scopes a,b] [--expires 30d|2027-01-31|… | --no-expiry] [--metadata k=v]... " +
+			"[--rate 100/s [--burst N]] [--quota N/day|N/month] [--uses N [--refill day|month]] [--no-limits] [--actor A] [--json]",
+		Short: "Changes a key's fields without changing its secret",
+		Long: `Changes the fields given, keeps the others and the secret: clients go on
+using the same key. --metadata k=v sets an entry, k= removes it. The limit
+flags replace the key's own limits as a whole (--no-limits removes them).
+Every gateway sees the change within the same bound as a revocation, and
+the audit trail records it (action update). A revoked key cannot be
+changed.`,
+		Args: cobra.ExactArgs(1),
+	}
+	c.Flags().String("name", "", "What the key is for")
+	c.Flags().String("owner", "", "Customer or account the key belongs to ('' for none)")
+	c.Flags().StringSlice("scopes", nil, "Scopes the key grants, replacing the current ones ('' for none)")
+	c.Flags().String("expires", "", "New expiry: a duration from now (2w, 30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
+	c.Flags().Bool("no-expiry", false, "Remove the key's expiry")
+	c.Flags().StringArray("metadata", nil, "Metadata entry to set as key=value, or to remove as key=; repeat for more")
+	addLimitFlags(c)
+	c.Flags().Bool("no-limits", false, "Remove the key's own limits")
+	c.Flags().Bool("json", false, "Print the key as a JSON object")
+	addActorFlag(c)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		ch, err := keyChangeFlags(cmd, time.Now())
+		if err != nil {
+			return err
+		}
+		asJSON, _ := cmd.Flags().GetBool("json")
+		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			k, changed, err := (&keystore.Lifecycle{Store: s}).Update(e.ctx, e.actor, id, ch)
+			if errors.Is(err, keystore.ErrNotFound) {
+				return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.out, struct {
+					keyWithStatus
+					Changed bool `json:"changed"`
+				}{keyWithStatus{k, k.Status(time.Now())}, changed})
+			}
+			if changed {
+				fmt.Fprintf(e.out, "Updated key %s: %s.\n", k.ID, describe(k))
+			} else {
+				fmt.Fprintf(e.out, "Key %s already had these fields; nothing changed.\n", k.ID)
+			}
+			return nil
+		})
+	}
+	return c
+}
+
+// keyChangeFlags reads update's flags.
+func keyChangeFlags(cmd *cobra.Command, now time.Time) (keystore.KeyChange, error) {
+	f := cmd.Flags()
+	var ch keystore.KeyChange
+	if f.Changed("name") {
+		v, _ := f.GetString("name")
+		ch.Name = &v
+	}
+	if f.Changed("owner") {
+		v, _ := f.GetString("owner")
+		ch.Owner = &v
+	}
+	if f.Changed("scopes") {
+		raw, _ := f.GetStringSlice("scopes")
+		scopes := []string{}
+		for _, s := range raw {
+			if s = strings.TrimSpace(s); s != "" {
+				scopes = append(scopes, s)
+			}
+		}
+		ch.Scopes = &scopes
+	}
+	noExpiry, _ := f.GetBool("no-expiry")
+	switch {
+	case noExpiry && f.Changed("expires"):
+		return ch, errors.New("--expires and --no-expiry contradict each other")
+	case noExpiry:
+		ch.ExpiresAt = &time.Time{}
+	case f.Changed("expires"):
+		v, _ := f.GetString("expires")
+		if strings.TrimSpace(v) == "" {
+			return ch, errors.New("--expires needs a value; to remove the expiry use --no-expiry")
+		}
+		at, err := parseExpiry(v, now)
+		if err != nil {
+			return ch, err
+		}
+		ch.ExpiresAt = &at
+	}
+	if pairs, _ := f.GetStringArray("metadata"); len(pairs) > 0 {
+		m, err := parseMetadata(pairs)
+		if err != nil {
+			return ch, err
+		}
+		ch.Metadata = m
+	}
+	limits, err := limitFlags(cmd)
+	if err != nil {
+		return ch, err
+	}
+	noLimits, _ := f.GetBool("no-limits")
+	switch {
+	case noLimits && limits != nil:
+		return ch, errors.New("--no-limits takes no --rate, --burst, --quota, --uses or --refill")
+	case noLimits:
+		var none *keystore.Limits
+		ch.Limits = &none
+	case limits != nil:
+		ch.Limits = &limits
+	}
+	if ch.IsZero() {
+		return ch, errors.New("nothing to change: give at least one of --name, --owner, --scopes, --expires, --no-expiry, --metadata, a limit flag or --no-limits")
+	}
+	return ch, nil
+}
+
+func deleteCommand() *cobra.Command {
+	c := keyCommand("delete ID [--actor NAME] [--json]", "Deletes a key's record (its audit events stay)", "Print the deleted key as a JSON object",
+		func(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
+			k, err := (&keystore.Lifecycle{Store: s}).Delete(e.ctx, e.actor, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.out, keyWithStatus{k, "deleted"})
+			}
+			fmt.Fprintf(e.out, "Deleted key %s (%s). Its audit events stay; gateways refuse it like an unknown key.\n", k.ID, describe(k))
+			return nil
+		})
+	addActorFlag(c)
+	return c
+}
