@@ -60,14 +60,28 @@ func (k *Key) Status(now time.Time) string {
 	}
 }
 
-// HasScopes reports whether the key grants every scope in want.
+// HasScopes reports whether the key grants every scope in want. A key
+// scope "orders:*" grants every scope under "orders:" ("orders:read",
+// "orders:refunds:write"); "*" grants every scope.
 func (k *Key) HasScopes(want []string) bool {
 	for _, s := range want {
-		if _, found := slices.BinarySearch(k.Scopes, s); !found {
+		if !k.grants(s) {
 			return false
 		}
 	}
 	return true
+}
+
+func (k *Key) grants(scope string) bool {
+	if _, found := slices.BinarySearch(k.Scopes, scope); found {
+		return true
+	}
+	for _, g := range k.Scopes {
+		if g == "*" || strings.HasSuffix(g, ":*") && len(scope) > len(g)-1 && strings.HasPrefix(scope, g[:len(g)-1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // Limits on the fields of a key. They keep records, headers and logs of a
@@ -146,6 +160,9 @@ func ValidateScope(s string) error {
 		if c := s[i]; !isBase62(c) && !strings.ContainsRune(":._-/*", rune(c)) {
 			return fmt.Errorf("scope %q may contain only letters, digits and : . _ - / *", s)
 		}
+	}
+	if star := strings.IndexByte(s, '*'); star >= 0 && s != "*" && (star != len(s)-1 || !strings.HasSuffix(s, ":*")) {
+		return fmt.Errorf("scope %q: * may only be a whole last segment (orders:*) or the whole scope (*)", s)
 	}
 	return nil
 }

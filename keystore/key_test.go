@@ -88,3 +88,39 @@ func TestKeyStatusRevocationWinsOverExpiry(t *testing.T) {
 		}
 	}
 }
+
+func TestScopeWildcards(t *testing.T) {
+	k := &Key{Scopes: []string{"billing:read", "orders:*"}}
+	for scope, want := range map[string]bool{
+		"orders:read":          true,
+		"orders:refunds:write": true,
+		"orders:*":             true,
+		"orders":               false,
+		"orders:":              false,
+		"ordersx:read":         false,
+		"billing:read":         true,
+		"billing:write":        false,
+		"billing":              false,
+	} {
+		if got := k.HasScopes([]string{scope}); got != want {
+			t.Errorf("orders:* and billing:read grant %q: %v, want %v", scope, got, want)
+		}
+	}
+	all := &Key{Scopes: []string{"*"}}
+	if !all.HasScopes([]string{"anything", "orders:refunds:write"}) {
+		t.Error("* does not grant everything")
+	}
+	if (&Key{}).HasScopes([]string{"read"}) || !(&Key{}).HasScopes(nil) {
+		t.Error("a key without scopes")
+	}
+	for _, ok := range []string{"*", "orders:*", "a:b:*", "read"} {
+		if err := ValidateScope(ok); err != nil {
+			t.Errorf("ValidateScope(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"a*", "*:read", "orders:*:read", "**", "orders:re*", "/*"} {
+		if err := ValidateScope(bad); err == nil || !strings.Contains(err.Error(), "whole last segment") {
+			t.Errorf("ValidateScope(%q) = %v, want the wildcard rule", bad, err)
+		}
+	}
+}

@@ -55,3 +55,30 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestScopeWildcardsThroughCaddy: a key scope "orders:*" covers every
+// scope under "orders:", "*" covers all; a key without the route's scope
+// gets 403 insufficient_scope with the RFC 6750 challenge naming it.
+func TestScopeWildcardsThroughCaddy(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		wild := sb.createKey("wild", "--scopes", "orders:*")
+		all := sb.createKey("all", "--scopes", "*")
+		narrow := sb.createKey("narrow", "--scopes", "orders:read")
+		g := newGateway(t, sb)
+		g.start(apiKeySite(g, up, "scopes orders:refunds:write"))
+		wantUpstream(t, "orders:*", bearer(t, g.url+"/", wild.Key))
+		wantUpstream(t, "*", bearer(t, g.url+"/", all.Key))
+		r := bearer(t, g.url+"/", narrow.Key)
+		wantStatus(t, "orders:read only", r, http.StatusForbidden)
+		if p := r.problem(t); p.Code != "insufficient_scope" {
+			t.Errorf("code %q", p.Code)
+		}
+		if got, want := r.header.Get("WWW-Authenticate"), `error="insufficient_scope", scope="orders:refunds:write"`; !strings.Contains(got, want) {
+			t.Errorf("WWW-Authenticate %q, want it to hold %s", got, want)
+		}
+		if res := sb.cli("create", "--name", "bad", "--scopes", "orders:*:read"); res.code == 0 || !strings.Contains(res.stderr, "whole last segment") {
+			t.Errorf("a * inside a scope: %s", res)
+		}
+	})
+}

@@ -324,6 +324,13 @@ var mutations = []mutation{
 		pkg:  "./keystore/sqlite", tests: "TestConformance",
 	},
 	{
+		name: "scopes: a wildcard grants a scope that merely starts like it",
+		file: "keystore/key.go",
+		from: "strings.HasSuffix(g, \":*\") && len(scope) > len(g)-1 && strings.HasPrefix(scope, g[:len(g)-1])",
+		to:   "strings.HasSuffix(g, \":*\") && strings.HasPrefix(scope, g[:len(g)-2])",
+		pkg:  "./keystore", tests: "TestScopeWildcards",
+	},
+	{
 		name: "security log: every refusal of a flood logged one by one",
 		file: "caddymodule/securitylog.go",
 		from: "time.Second, refusalLinesPerSecond, 0,",
