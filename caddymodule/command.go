@@ -205,7 +205,7 @@ func (e *cliEnv) explain(err error) error {
 
 func createCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--metadata k=v]... [--rate 100/s [--burst N]] [--quota 10000/month] [--uses N [--refill day|month]] [--prefix P] [--json]",
+		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--not-before 1h|2027-01-01] [--metadata k=v]... [--rate 100/s [--burst N]] [--quota 10000/month] [--uses N [--refill day|month]] [--prefix P] [--json]",
 		Short: "Creates a key and prints it once",
 		Args:  cobra.NoArgs,
 	}
@@ -213,6 +213,7 @@ func createCommand() *cobra.Command {
 	c.Flags().String("owner", "", "Customer or account the key belongs to")
 	c.Flags().StringSlice("scopes", nil, "Scopes the key grants, comma-separated or repeated")
 	c.Flags().String("expires", "", "Expiry: a duration from now (2w, 30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
+	c.Flags().String("not-before", "", "When the key starts to work: a duration from now (1h, 2d) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
 	c.Flags().StringArray("metadata", nil, "Metadata as key=value; repeat for more")
 	c.Flags().String("prefix", "", "Key prefix; must match the gateway's (env KEYGATE_PREFIX; default kg)")
 	c.Flags().Bool("json", false, "Print a JSON object instead of text")
@@ -239,6 +240,10 @@ func createCommand() *cobra.Command {
 		}
 		expires, _ := flags.GetString("expires")
 		if p.ExpiresAt, err = parseExpiry(expires, time.Now()); err != nil {
+			return err
+		}
+		notBefore, _ := flags.GetString("not-before")
+		if p.NotBefore, err = parseNotBefore(notBefore, time.Now()); err != nil {
 			return err
 		}
 		meta, _ := flags.GetStringArray("metadata")
@@ -609,6 +614,15 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	return t, err
 }
 
+// parseNotBefore accepts "" (at once), a duration from now ("1h", "2d")
+// or a point in time (RFC 3339, or a date meaning midnight UTC).
+func parseNotBefore(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return parseWhen("--not-before", s, now, 1)
+}
+
 // parseWhen reads a time given as a duration from now (2w, 30d, 12h; the
 // future when sign is 1, the past when -1) or as a time (RFC 3339, or
 // YYYY-MM-DD in UTC).
@@ -685,6 +699,9 @@ func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time, spent *spentJSON
 	}
 	fmt.Fprintf(tw, "Created:\t%s\n", formatTime(k.CreatedAt))
 	fmt.Fprintf(tw, "Expires:\t%s\n", dash(formatTime(k.ExpiresAt)))
+	if !k.NotBefore.IsZero() {
+		fmt.Fprintf(tw, "Not before:\t%s\n", formatTime(k.NotBefore))
+	}
 	fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))
 	fmt.Fprintf(tw, "Last used:\t%s\n", dash(formatTime(lastUsed)))
 	for _, name := range sortedKeys(k.Metadata) {

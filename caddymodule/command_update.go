@@ -13,7 +13,7 @@ import (
 
 func updateCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use: "update ID [--name N] [--owner O] [--scopes a,b] [--expires 30d|2027-01-31|… | --no-expiry] [--metadata k=v]... " +
+		Use: "update ID [--name N] [--owner O] [--scopes a,b] [--expires 30d|2027-01-31|… | --no-expiry] [--not-before 1h|2027-01-01|now] [--metadata k=v]... " +
 			"[--rate 100/s [--burst N]] [--quota N/day|N/month] [--uses N [--refill day|month]] [--no-limits] [--actor A] [--json]",
 		Short: "Changes a key's fields without changing its secret",
 		Long: `Changes the fields given, keeps the others and the secret: clients go on
@@ -29,6 +29,7 @@ changed.`,
 	c.Flags().StringSlice("scopes", nil, "Scopes the key grants, replacing the current ones ('' for none)")
 	c.Flags().String("expires", "", "New expiry: a duration from now (2w, 30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
 	c.Flags().Bool("no-expiry", false, "Remove the key's expiry")
+	c.Flags().String("not-before", "", "When the key starts to work: a duration from now (1h, 2d) or a time (RFC 3339, or YYYY-MM-DD in UTC); 'now' for at once")
 	c.Flags().StringArray("metadata", nil, "Metadata entry to set as key=value, or to remove as key=; repeat for more")
 	addLimitFlags(c)
 	c.Flags().Bool("no-limits", false, "Remove the key's own limits")
@@ -108,6 +109,20 @@ func keyChangeFlags(cmd *cobra.Command, now time.Time) (keystore.KeyChange, erro
 		}
 		ch.ExpiresAt = &at
 	}
+	if f.Changed("not-before") {
+		v, _ := f.GetString("not-before")
+		var at time.Time
+		if v != "now" {
+			if strings.TrimSpace(v) == "" {
+				return ch, errors.New("--not-before needs a value ('now' lets the key work at once)")
+			}
+			var err error
+			if at, err = parseNotBefore(v, now); err != nil {
+				return ch, err
+			}
+		}
+		ch.NotBefore = &at
+	}
 	if pairs, _ := f.GetStringArray("metadata"); len(pairs) > 0 {
 		m, err := parseMetadata(pairs)
 		if err != nil {
@@ -130,7 +145,7 @@ func keyChangeFlags(cmd *cobra.Command, now time.Time) (keystore.KeyChange, erro
 		ch.Limits = &limits
 	}
 	if ch.IsZero() {
-		return ch, errors.New("nothing to change: give at least one of --name, --owner, --scopes, --expires, --no-expiry, --metadata, a limit flag or --no-limits")
+		return ch, errors.New("nothing to change: give at least one of --name, --owner, --scopes, --expires, --no-expiry, --not-before, --metadata, a limit flag or --no-limits")
 	}
 	return ch, nil
 }

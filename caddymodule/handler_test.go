@@ -353,6 +353,30 @@ func TestServeHTTPExpired(t *testing.T) {
 	}
 }
 
+// TestServeHTTPNotBefore: a key is refused with not_yet_valid_key until
+// its not-before, to the instant, on a cached entry too; then it works.
+func TestServeHTTPNotBefore(t *testing.T) {
+	ts := newTestStore(t)
+	start := time.Now().Truncate(time.Second).Add(time.Hour)
+	key, _ := ts.issue(t, keystore.NewKeyParams{NotBefore: start})
+	clk := clock.NewFake(start.Add(-time.Minute))
+	h := ts.handler(t, &Handler{clock: clk, Cache: &CacheConfig{TTL: caddy.Duration(2 * time.Hour)}})
+	s := serve(h, newRequest("/", bearer(key)))
+	checkProblem(t, s, http.StatusUnauthorized, CodeNotYetValid)
+	if got := s.rec.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error_description="The API key is not valid yet"`) {
+		t.Errorf("WWW-Authenticate %q", got)
+	}
+	clk.Set(start.Add(-time.Nanosecond))
+	checkProblem(t, serve(h, newRequest("/", bearer(key))), http.StatusUnauthorized, CodeNotYetValid)
+	clk.Set(start)
+	if s := serve(h, newRequest("/", bearer(key))); s.next == nil {
+		t.Fatalf("refused at its not-before: %d %s", s.rec.Code, s.rec.Body)
+	}
+	if q := h.verifier.Stats.StoreQueries.Load(); q != 1 {
+		t.Errorf("%d store queries: the not-before must be enforced on the cached entry", q)
+	}
+}
+
 func TestServeHTTPScopes(t *testing.T) {
 	ts := newTestStore(t)
 	h := ts.handler(t, &Handler{Scopes: []string{"orders:write", "read"}})

@@ -17,6 +17,7 @@ const (
 	CodeMissingKey        = "missing_key"
 	CodeInvalidKey        = "invalid_key"
 	CodeExpiredKey        = "expired_key"
+	CodeNotYetValid       = "not_yet_valid_key"
 	CodeInsufficientScope = "insufficient_scope"
 	CodeStoreUnavailable  = "store_unavailable"
 	CodeTooManyFailures   = "too_many_failed_attempts"
@@ -73,6 +74,7 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 // problems holds the handler's prepared answers.
 type problems struct {
 	missing, invalid, wrongScheme, expired, scope, unavailable *problem
+	notYetValid                                                *problem
 	tooManyFailures, tooManyPending, crossOrigin, rateLimited  *problem
 	quotaExceeded, usesExhausted                               *problem
 	retryAfter                                                 string
@@ -89,6 +91,8 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			"Send the API key as 'Authorization: Bearer <key>'.", challenge+`, error="invalid_request"`),
 		expired: newProblem(http.StatusUnauthorized, CodeExpiredKey, "API key expired",
 			"The API key has expired.", challenge+`, error="invalid_token", error_description="The API key has expired"`),
+		notYetValid: newProblem(http.StatusUnauthorized, CodeNotYetValid, "API key not valid yet",
+			"The API key is not valid yet.", challenge+`, error="invalid_token", error_description="The API key is not valid yet"`),
 		scope: newProblem(http.StatusForbidden, CodeInsufficientScope, "Insufficient scope",
 			"The API key does not grant the scopes this resource requires: "+strings.Join(scopes, " ")+".",
 			challenge+`, error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`),

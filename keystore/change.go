@@ -19,6 +19,8 @@ type KeyChange struct {
 	Scopes *[]string
 	// ExpiresAt: a pointer to the zero time removes the expiry.
 	ExpiresAt *time.Time
+	// NotBefore: a pointer to the zero time lets the key work at once.
+	NotBefore *time.Time
 	// Metadata entries to set; an empty value removes the entry.
 	Metadata map[string]string
 	// Limits replace the key's own limits; a pointer to nil or to zero
@@ -28,7 +30,7 @@ type KeyChange struct {
 
 // IsZero reports whether c changes nothing.
 func (c KeyChange) IsZero() bool {
-	return c.Name == nil && c.Owner == nil && c.Scopes == nil && c.ExpiresAt == nil && c.Metadata == nil && c.Limits == nil
+	return c.Name == nil && c.Owner == nil && c.Scopes == nil && c.ExpiresAt == nil && c.NotBefore == nil && c.Metadata == nil && c.Limits == nil
 }
 
 // apply returns k with c applied, checked like a new key's fields.
@@ -68,6 +70,12 @@ func (c KeyChange) apply(k *Key, now time.Time) (*Key, error) {
 	out.Name, out.Owner, out.Scopes, out.Metadata, out.Limits = p.Name, p.Owner, p.Scopes, p.Metadata, p.Limits
 	if c.ExpiresAt != nil {
 		out.ExpiresAt = truncate(*c.ExpiresAt)
+	}
+	if c.NotBefore != nil {
+		out.NotBefore = truncate(*c.NotBefore)
+	}
+	if !out.NotBefore.IsZero() && !out.ExpiresAt.IsZero() && !out.NotBefore.Before(out.ExpiresAt) {
+		return nil, fmt.Errorf("not-before %s is not before the expiry %s", out.NotBefore.Format(time.RFC3339), out.ExpiresAt.Format(time.RFC3339))
 	}
 	normalize(&out)
 	return &out, nil
@@ -117,7 +125,7 @@ func (l *Lifecycle) Update(ctx context.Context, actor, id string, c KeyChange) (
 // sameFields reports whether a and b hold the same changeable fields.
 func sameFields(a, b *Key) bool {
 	return a.Name == b.Name && a.Owner == b.Owner && slices.Equal(a.Scopes, b.Scopes) &&
-		maps.Equal(a.Metadata, b.Metadata) && a.ExpiresAt.Equal(b.ExpiresAt) &&
+		maps.Equal(a.Metadata, b.Metadata) && a.ExpiresAt.Equal(b.ExpiresAt) && a.NotBefore.Equal(b.NotBefore) &&
 		LimitsText(a.Limits) == LimitsText(b.Limits)
 }
 

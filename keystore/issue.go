@@ -27,6 +27,7 @@ func newKey(f Format, h *Hasher, p NewKeyParams, created time.Time) (string, *Ke
 		Hint:      Hint(parsed),
 		CreatedAt: created,
 		ExpiresAt: truncate(p.ExpiresAt),
+		NotBefore: truncate(p.NotBefore),
 		Limits:    p.Limits,
 		Digest:    h.Digest(parsed),
 	}

@@ -31,6 +31,8 @@ type Key struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	// RevokedAt, if not zero, is when the key was revoked.
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// NotBefore, if not zero, is when the key starts to work.
+	NotBefore time.Time `json:"not_before,omitzero"`
 	// Limits are the key's own rate limit, quota and uses; nil for none.
 	Limits *Limits `json:"limits,omitempty"`
 	// OwnerLimits are the limits its owner's keys share, as Lookup read
@@ -46,15 +48,20 @@ const (
 	StatusActive  = "active"
 	StatusExpired = "expired"
 	StatusRevoked = "revoked"
+	// StatusNotYetValid: before the key's NotBefore.
+	StatusNotYetValid = "not_yet_valid"
 )
 
-// Status tells whether the key works at now. Revocation wins over expiry.
+// Status tells whether the key works at now. Revocation wins over expiry,
+// expiry over a start still to come.
 func (k *Key) Status(now time.Time) string {
 	switch {
 	case !k.RevokedAt.IsZero():
 		return StatusRevoked
 	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
 		return StatusExpired
+	case !k.NotBefore.IsZero() && now.Before(k.NotBefore):
+		return StatusNotYetValid
 	default:
 		return StatusActive
 	}
@@ -103,6 +110,7 @@ type NewKeyParams struct {
 	Scopes    []string
 	Metadata  map[string]string
 	ExpiresAt time.Time
+	NotBefore time.Time
 	Limits    *Limits
 }
 
@@ -140,6 +148,9 @@ func (p *NewKeyParams) Validate(now time.Time) error {
 	}
 	if !p.ExpiresAt.IsZero() && !p.ExpiresAt.After(now) {
 		return fmt.Errorf("expiry %s is not in the future", p.ExpiresAt.Format(time.RFC3339))
+	}
+	if !p.NotBefore.IsZero() && !p.ExpiresAt.IsZero() && !p.NotBefore.Before(p.ExpiresAt) {
+		return fmt.Errorf("not-before %s is not before the expiry %s", p.NotBefore.UTC().Format(time.RFC3339), p.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if err := p.Limits.Validate(); err != nil {
 		return err

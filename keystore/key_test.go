@@ -124,3 +124,28 @@ func TestScopeWildcards(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyStatusNotBefore(t *testing.T) {
+	at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	k := &Key{NotBefore: at, ExpiresAt: at.Add(time.Hour)}
+	for _, c := range []struct {
+		now  time.Time
+		want string
+	}{
+		{at.Add(-time.Nanosecond), StatusNotYetValid},
+		{at, StatusActive},
+		{at.Add(time.Hour), StatusExpired},
+	} {
+		if got := k.Status(c.now); got != c.want {
+			t.Errorf("Status(%v) = %s, want %s", c.now, got, c.want)
+		}
+	}
+	k.RevokedAt = at.Add(-time.Hour)
+	if got := k.Status(at.Add(-time.Minute)); got != StatusRevoked {
+		t.Errorf("a revoked key not valid yet: %s, want revoked", got)
+	}
+	p := NewKeyParams{Name: "x", NotBefore: at.Add(time.Hour), ExpiresAt: at}
+	if err := p.Validate(at.Add(-24 * time.Hour)); err == nil || !strings.Contains(err.Error(), "is not before the expiry") {
+		t.Errorf("not-before after expiry: %v", err)
+	}
+}

@@ -38,11 +38,11 @@ func AppendRows[T any](out []T, rows Rows, scan func(Scanner) (T, error)) ([]T, 
 
 // KeyColumns are the columns of keygate_keys in the order the backends
 // write them.
-const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits"
+const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits, not_before"
 
 // KeySelect reads keys: KeyColumns, then the limits of the key's owner
 // (” for none), from keygate_keys as k. Add a WHERE clause.
-const KeySelect = "SELECT k.id, k.digest, k.name, k.owner, k.scopes, k.metadata, k.hint, k.created_at, k.expires_at, k.revoked_at, k.limits, " +
+const KeySelect = "SELECT k.id, k.digest, k.name, k.owner, k.scopes, k.metadata, k.hint, k.created_at, k.expires_at, k.revoked_at, k.limits, k.not_before, " +
 	"coalesce(o.limits, '') FROM keygate_keys k LEFT JOIN keygate_owners o ON o.owner = k.owner AND k.owner <> ''"
 
 // KeyReturning is the RETURNING clause of a statement that changes a key:
@@ -60,6 +60,9 @@ func ScannedKey(k *Key, digest []byte) (*Key, error) {
 	k.CreatedAt = k.CreatedAt.UTC()
 	if !k.ExpiresAt.IsZero() {
 		k.ExpiresAt = k.ExpiresAt.UTC()
+	}
+	if !k.NotBefore.IsZero() {
+		k.NotBefore = k.NotBefore.UTC()
 	}
 	if !k.RevokedAt.IsZero() {
 		k.RevokedAt = k.RevokedAt.UTC()

@@ -82,3 +82,35 @@ func TestScopeWildcardsThroughCaddy(t *testing.T) {
 		}
 	})
 }
+
+// TestNotBeforeThroughCaddy: a key made to start in a few seconds is
+// refused with not_yet_valid_key until then and accepted after; update
+// moves its start later and back to now, seen by the running gateway.
+func TestNotBeforeThroughCaddy(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		k := sb.createKey("later", "--not-before", "3s")
+		g := newGateway(t, sb)
+		g.start(apiKeySite(g, up, ""))
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
+		r := bearer(t, g.url+"/", k.Key)
+		if r.status == http.StatusUnauthorized {
+			if p := r.problem(t); p.Code != "not_yet_valid_key" {
+				t.Errorf("code %q", p.Code)
+			}
+		} else if r.status != http.StatusOK { // a slow machine may already be past the start
+			t.Fatalf("status %d", r.status)
+		}
+		if ok, _ := pollUntil(10*time.Second, 50*time.Millisecond, func() bool { return bearer(t, g.url+"/", k.Key).status == http.StatusOK }); !ok {
+			t.Fatal("the key did not start working after its not-before")
+		}
+		sb.mustCLI("update", k.ID, "--not-before", "1h")
+		if ok, _ := pollUntil(10*time.Second, 20*time.Millisecond, func() bool { return bearer(t, g.url+"/", k.Key).status == http.StatusUnauthorized }); !ok {
+			t.Fatal("a later not-before did not reach the gateway")
+		}
+		sb.mustCLI("update", k.ID, "--not-before", "now")
+		if ok, _ := pollUntil(10*time.Second, 20*time.Millisecond, func() bool { return bearer(t, g.url+"/", k.Key).status == http.StatusOK }); !ok {
+			t.Fatal("--not-before now did not reach the gateway")
+		}
+	})
+}

@@ -80,9 +80,10 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		digest              []byte
 		exp                 *time.Time
 		revoked             *time.Time
+		notBefore           *time.Time
 		limits, ownerLimits string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &ownerLimits); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &notBefore, &ownerLimits); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -93,6 +94,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	}
 	if revoked != nil {
 		k.RevokedAt = *revoked
+	}
+	if notBefore != nil {
+		k.NotBefore = *notBefore
 	}
 	var err error
 	if k.Limits, err = keystore.ParseLimits(limits); err != nil {

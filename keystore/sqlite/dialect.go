@@ -110,9 +110,10 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		scopes, metadata string
 		created          int64
 		expires, revoked sql.NullInt64
+		notBefore        sql.NullInt64
 		limits, ownerLim string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &ownerLim); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &notBefore, &ownerLim); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -130,6 +131,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	}
 	if revoked.Valid {
 		k.RevokedAt = time.UnixMicro(revoked.Int64)
+	}
+	if notBefore.Valid {
+		k.NotBefore = time.UnixMicro(notBefore.Int64)
 	}
 	var err error
 	if k.Limits, err = keystore.ParseLimits(limits); err != nil {

@@ -331,6 +331,13 @@ var mutations = []mutation{
 		pkg:  "./keystore", tests: "TestScopeWildcards",
 	},
 	{
+		name: "not-before: a key works before its start",
+		file: "keystore/key.go",
+		from: "\tcase !k.NotBefore.IsZero() && now.Before(k.NotBefore):",
+		to:   "\tcase false && !k.NotBefore.IsZero() && now.Before(k.NotBefore):",
+		pkg:  "./caddymodule", tests: "TestServeHTTPNotBefore",
+	},
+	{
 		name: "security log: every refusal of a flood logged one by one",
 		file: "caddymodule/securitylog.go",
 		from: "time.Second, refusalLinesPerSecond, 0,",

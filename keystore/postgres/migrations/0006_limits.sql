@@ -1,9 +1,10 @@
--- A key's own limits (JSON: rate, burst, quota, uses, refill; '' for
+-- When a key starts to work (NULL: at once); a key's own limits (JSON: rate, burst, quota, uses, refill; '' for
 -- none), the limits an owner's keys share (rate, burst, quota), and the
 -- counters quotas and uses are enforced against, shared by
 -- every gateway: one row per subject ("quota:<key id>", "uses:<key id>",
 -- "owner_quota:<owner>")
 -- and period, period_start in Unix seconds (0: the key's whole life).
+ALTER TABLE keygate_keys ADD COLUMN not_before timestamptz;
 ALTER TABLE keygate_keys ADD COLUMN limits text NOT NULL DEFAULT '';
 
 CREATE TABLE keygate_counters (
