@@ -35,6 +35,9 @@ const (
 	ActionRevoke = "revoke"
 	// ActionUpdate changes a key's fields, not its secret.
 	ActionUpdate = "update"
+	// ActionRotate retires a key in favour of a new one (created with
+	// its own create event), after a grace period.
+	ActionRotate = "rotate"
 	// ActionDelete removes a key's record; its events stay.
 	ActionDelete = "delete"
 	// ActionOwnerLimits sets or clears the limits an owner's keys share:

@@ -64,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), updateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }
@@ -702,7 +702,18 @@ func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time, spent *spentJSON
 	if !k.NotBefore.IsZero() {
 		fmt.Fprintf(tw, "Not before:\t%s\n", formatTime(k.NotBefore))
 	}
-	fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))
+	switch {
+	case k.ReplacedBy != "" && k.RevokedAt.After(time.Now()):
+		fmt.Fprintf(tw, "Revoked:\t%s (when the rotation's grace ends)\n", formatTime(k.RevokedAt))
+	default:
+		fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))
+	}
+	if k.Replaces != "" {
+		fmt.Fprintf(tw, "Replaces:\t%s\n", k.Replaces)
+	}
+	if k.ReplacedBy != "" {
+		fmt.Fprintf(tw, "Replaced by:\t%s\n", k.ReplacedBy)
+	}
 	fmt.Fprintf(tw, "Last used:\t%s\n", dash(formatTime(lastUsed)))
 	for _, name := range sortedKeys(k.Metadata) {
 		fmt.Fprintf(tw, "Metadata %s:\t%s\n", name, k.Metadata[name])

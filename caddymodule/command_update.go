@@ -166,3 +166,51 @@ func deleteCommand() *cobra.Command {
 	addActorFlag(c)
 	return c
 }
+
+func rotateCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "rotate ID [--grace 24h] [--actor A] [--json]",
+		Short: "Issues a new key in place of one, which keeps working for a grace period",
+		Long: `Issues a new key with the old one's name, owner, scopes, metadata, limits
+and validity, prints it once (like create), and retires the old key: it
+keeps working until --grace ends (default 24h; 0 retires it at once), then
+is refused like a revoked key. The keys record each other (show: Replaces,
+Replaced by); the audit trail gets a rotate and a create event.`,
+		Args: cobra.ExactArgs(1),
+	}
+	c.Flags().Duration("grace", 24*time.Hour, "How long the old key keeps working (0: not at all)")
+	c.Flags().Bool("json", false, "Print a JSON object (id, key, replaces, …) instead of the key alone")
+	addActorFlag(c)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		grace, _ := cmd.Flags().GetDuration("grace")
+		if grace < 0 || grace > keystore.MaxGrace {
+			return fmt.Errorf("--grace must be 0 to %v", keystore.MaxGrace)
+		}
+		asJSON, _ := cmd.Flags().GetBool("json")
+		return withStore(cmd, pepperRequired, existingOnly, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
+			key, rec, old, err := (&keystore.Lifecycle{Store: s, Hasher: h}).Rotate(e.ctx, e.actor, id, grace)
+			if errors.Is(err, keystore.ErrNotFound) {
+				return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(e.out, struct {
+					*keystore.Key
+					Secret      string    `json:"key"`
+					OldRetireAt time.Time `json:"old_key_revoked_at"`
+				}{rec, key, old.RevokedAt})
+			}
+			fmt.Fprintf(e.errOut, "Rotated key %s into %s (%s). The old key works until %s. The new key is shown only this once: store it now.\n",
+				old.ID, rec.ID, describe(rec), formatTime(old.RevokedAt))
+			fmt.Fprintln(e.out, key)
+			return nil
+		})
+	}
+	return c
+}

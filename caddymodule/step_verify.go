@@ -89,7 +89,7 @@ func (h *Handler) lookup(x *exchange, d keystore.Digest) (*keystore.Key, error, 
 // client, stays charged: that is what a flood looks like.
 func lookupExcused(r *http.Request, key *keystore.Key, err error) bool {
 	if err == nil {
-		return key.RevokedAt.IsZero()
+		return key.RevokedAt.IsZero() || key.RevokedAt.After(time.Now())
 	}
 	return errors.Is(err, cache.ErrUnavailable) && !errors.Is(err, cache.ErrBusy) && r.Context().Err() == nil
 }

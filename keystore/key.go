@@ -33,6 +33,10 @@ type Key struct {
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	// NotBefore, if not zero, is when the key starts to work.
 	NotBefore time.Time `json:"not_before,omitzero"`
+	// Replaces is the id of the key this one replaced in a rotation;
+	// ReplacedBy the id of the key that replaced this one.
+	Replaces   string `json:"replaces,omitempty"`
+	ReplacedBy string `json:"replaced_by,omitempty"`
 	// Limits are the key's own rate limit, quota and uses; nil for none.
 	Limits *Limits `json:"limits,omitempty"`
 	// OwnerLimits are the limits its owner's keys share, as Lookup read
@@ -56,7 +60,7 @@ const (
 // expiry over a start still to come.
 func (k *Key) Status(now time.Time) string {
 	switch {
-	case !k.RevokedAt.IsZero():
+	case !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt):
 		return StatusRevoked
 	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
 		return StatusExpired

@@ -55,6 +55,10 @@ type Tx interface {
 	// Update writes k's name, owner, scopes, metadata, expiry and limits
 	// to the key with k's id, or returns ErrNotFound.
 	Update(ctx context.Context, k *Key) error
+	// Retire marks the key with id, which must not be revoked, as
+	// replaced by another key and revoked from at on (a rotation's grace
+	// ends then).
+	Retire(ctx context.Context, id, replacedBy string, at time.Time) (*Key, error)
 	// Delete removes the key with id and returns it, or ErrNotFound.
 	Delete(ctx context.Context, id string) (*Key, error)
 	// SetOwnerLimits sets the limits an owner's keys share (nil clears

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -111,6 +112,53 @@ func TestNotBeforeThroughCaddy(t *testing.T) {
 		sb.mustCLI("update", k.ID, "--not-before", "now")
 		if ok, _ := pollUntil(10*time.Second, 20*time.Millisecond, func() bool { return bearer(t, g.url+"/", k.Key).status == http.StatusOK }); !ok {
 			t.Fatal("--not-before now did not reach the gateway")
+		}
+	})
+}
+
+// TestRotationThroughCaddy: `rotate --grace 2s` on both stores: both keys
+// work during the grace, the old one is refused after it, show displays
+// both links, and the audit trail has the rotation.
+func TestRotationThroughCaddy(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		old := sb.createKey("rotating", "--owner", "acme", "--scopes", "read")
+		g := newGateway(t, sb)
+		g.start(apiKeySite(g, up, "scopes read\n\t\tcache {\n\t\t\tttl 1h\n\t\t}"))
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
+		wantUpstream(t, "before the rotation", bearer(t, g.url+"/", old.Key))
+
+		res := sb.mustCLI("rotate", old.ID, "--grace", "2s", "--json")
+		var rotated struct {
+			ID       string `json:"id"`
+			Key      string `json:"key"`
+			Replaces string `json:"replaces"`
+			Owner    string `json:"owner"`
+		}
+		if err := json.Unmarshal([]byte(res.stdout), &rotated); err != nil || rotated.Replaces != old.ID || rotated.Owner != "acme" || rotated.Key == "" {
+			t.Fatalf("rotate --json: %v\n%s", err, res.stdout)
+		}
+		wantUpstream(t, "the new key", bearer(t, g.url+"/", rotated.Key))
+		start := time.Now()
+		if r := bearer(t, g.url+"/", old.Key); r.status != http.StatusOK && time.Since(start) < time.Second {
+			t.Fatalf("the old key during its grace: %d", r.status)
+		}
+		ok, took := pollUntil(15*time.Second, 50*time.Millisecond, func() bool {
+			return bearer(t, g.url+"/", old.Key).status == http.StatusUnauthorized
+		})
+		if !ok {
+			t.Fatal("the old key still works 15s after a 2s grace")
+		}
+		t.Logf("the old key refused %v after the rotation", took.Round(time.Millisecond))
+		wantUpstream(t, "the new key after the grace", bearer(t, g.url+"/", rotated.Key))
+		if out := sb.mustCLI("show", old.ID).stdout; !strings.Contains(out, "Replaced by:") || !strings.Contains(out, rotated.ID) {
+			t.Errorf("show of the old key:\n%s", out)
+		}
+		if out := sb.mustCLI("show", rotated.ID).stdout; !strings.Contains(out, "Replaces:") || !strings.Contains(out, old.ID) {
+			t.Errorf("show of the new key:\n%s", out)
+		}
+		if out := sb.mustCLI("audit", "--owner", "acme").stdout; !strings.Contains(out, "rotate") {
+			t.Errorf("no rotate event:\n%s", out)
 		}
 	})
 }

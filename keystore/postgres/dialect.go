@@ -83,7 +83,8 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		notBefore           *time.Time
 		limits, ownerLimits string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &notBefore, &ownerLimits); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &notBefore,
+		&k.Replaces, &k.ReplacedBy, &ownerLimits); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}

@@ -113,7 +113,8 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		notBefore        sql.NullInt64
 		limits, ownerLim string
 	)
-	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &notBefore, &ownerLim); err != nil {
+	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &notBefore,
+		&k.Replaces, &k.ReplacedBy, &ownerLim); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}

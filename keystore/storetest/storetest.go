@@ -58,6 +58,7 @@ var tests = []struct {
 	{"CountersAddOnce", testCountersAddOnce},
 	{"OwnerLimits", testOwnerLimits},
 	{"UpdateAndDelete", testUpdateAndDelete},
+	{"Rotate", testRotate},
 	{"CountersConcurrentWriters", testCountersConcurrentWriters},
 	{"WatchSeesChangesFromOtherProcesses", testWatchSeesChangesFromOtherProcesses},
 	{"WatchIgnoresMalformedChanges", testWatchIgnoresMalformedChanges},

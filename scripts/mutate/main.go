@@ -88,8 +88,8 @@ var mutations = []mutation{
 	{
 		name: "keystore: expiry checked before revocation",
 		file: "keystore/key.go",
-		from: "\tcase !k.RevokedAt.IsZero():\n\t\treturn StatusRevoked\n\tcase !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):\n\t\treturn StatusExpired",
-		to:   "\tcase !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):\n\t\treturn StatusExpired\n\tcase !k.RevokedAt.IsZero():\n\t\treturn StatusRevoked",
+		from: "\tcase !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt):\n\t\treturn StatusRevoked\n\tcase !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):\n\t\treturn StatusExpired",
+		to:   "\tcase !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):\n\t\treturn StatusExpired\n\tcase !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt):\n\t\treturn StatusRevoked",
 		pkg:  "./keystore", tests: "TestKeyStatusRevocationWinsOverExpiry",
 	},
 	{
@@ -336,6 +336,20 @@ var mutations = []mutation{
 		from: "\tcase !k.NotBefore.IsZero() && now.Before(k.NotBefore):",
 		to:   "\tcase false && !k.NotBefore.IsZero() && now.Before(k.NotBefore):",
 		pkg:  "./caddymodule", tests: "TestServeHTTPNotBefore",
+	},
+	{
+		name: "rotate: the old key is refused at once, grace or not",
+		file: "keystore/rotate.go",
+		from: "\t\t\tif old, err = tx.Retire(ctx, id, rec.ID, at.Add(grace)); err != nil {",
+		to:   "\t\t\tif old, err = tx.Retire(ctx, id, rec.ID, at); err != nil {",
+		pkg:  "./caddymodule", tests: "TestRotationGrace",
+	},
+	{
+		name: "rotate: a key revoked in the future counts as revoked now",
+		file: "keystore/key.go",
+		from: "\tcase !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt):",
+		to:   "\tcase !k.RevokedAt.IsZero():",
+		pkg:  "./caddymodule", tests: "TestRotationGrace",
 	},
 	{
 		name: "security log: every refusal of a flood logged one by one",

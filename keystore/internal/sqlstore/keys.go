@@ -19,7 +19,7 @@ func (s *Store) List(ctx context.Context, f keystore.ListFilter) ([]*keystore.Ke
 	q := keystore.KeySelect + " WHERE ($1 = '' OR k.owner = $1)"
 	args := []any{f.Owner}
 	if !f.IncludeInactive {
-		q += " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $2)"
+		q += " AND (k.revoked_at IS NULL OR k.revoked_at > $2) AND (k.expires_at IS NULL OR k.expires_at > $2)"
 		args = append(args, s.d.Time.Value(f.At()))
 	}
 	q += " ORDER BY k.created_at, k.id"
@@ -59,9 +59,9 @@ func (s *Store) insert(ctx context.Context, q Querier, k *keystore.Key) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
 		k.ID, k.Digest[:], k.Name, k.Owner, scopes, metadata, k.Hint,
-		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore))
+		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore), k.Replaces, k.ReplacedBy)
 	if err != nil && s.d.IsDuplicate(err) {
 		return keystore.ErrDuplicate
 	}
@@ -73,7 +73,7 @@ func (s *Store) insert(ctx context.Context, q Querier, k *keystore.Key) error {
 
 func (s *Store) revoke(ctx context.Context, q Querier, id string, at time.Time) (*keystore.Key, bool, error) {
 	k, err := s.d.ScanKey(q.QueryRow(ctx,
-		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"+keystore.KeyReturning, id, s.d.Time.Value(at)))
+		"UPDATE keygate_keys SET revoked_at = $2 WHERE id = $1 AND (revoked_at IS NULL OR revoked_at > $2)"+keystore.KeyReturning, id, s.d.Time.Value(at)))
 	if err == nil {
 		return k, true, nil
 	}
@@ -118,6 +118,27 @@ func (t tx) Revoke(ctx context.Context, id string, at time.Time) (*keystore.Key,
 }
 func (t tx) Append(ctx context.Context, e *audit.Event) error  { return t.s.append(ctx, t.q, e) }
 func (t tx) Update(ctx context.Context, k *keystore.Key) error { return t.s.update(ctx, t.q, k) }
+func (t tx) Retire(ctx context.Context, id, replacedBy string, at time.Time) (*keystore.Key, error) {
+	return t.s.retire(ctx, t.q, id, replacedBy, at)
+}
+
+// retire marks a key that is not revoked as replaced by another and
+// revoked from at on.
+func (s *Store) retire(ctx context.Context, q Querier, id, replacedBy string, at time.Time) (*keystore.Key, error) {
+	k, err := s.d.ScanKey(q.QueryRow(ctx,
+		"UPDATE keygate_keys SET replaced_by = $2, revoked_at = $3 WHERE id = $1 AND revoked_at IS NULL"+keystore.KeyReturning,
+		id, replacedBy, s.d.Time.Value(at)))
+	if errors.Is(err, keystore.ErrNotFound) {
+		if _, gerr := s.get(ctx, q, id); gerr != nil {
+			return nil, gerr
+		}
+		return nil, fmt.Errorf("key %s is revoked or being retired already", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("retiring key %s: %w", id, err)
+	}
+	return k, nil
+}
 func (t tx) Delete(ctx context.Context, id string) (*keystore.Key, error) {
 	return t.s.delete(ctx, t.q, id)
 }

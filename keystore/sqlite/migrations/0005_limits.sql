@@ -4,6 +4,10 @@
 -- every gateway: one row per subject ("quota:<key id>", "uses:<key id>",
 -- "owner_quota:<owner>")
 -- and period, period_start in Unix seconds (0: the key's whole life).
+-- Rotation links: the key a key replaced, and the key that replaced it
+-- ('' for none).
+ALTER TABLE keygate_keys ADD COLUMN replaces TEXT NOT NULL DEFAULT '';
+ALTER TABLE keygate_keys ADD COLUMN replaced_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE keygate_keys ADD COLUMN not_before INTEGER; -- Unix microseconds
 ALTER TABLE keygate_keys ADD COLUMN limits TEXT NOT NULL DEFAULT '';
 
