@@ -205,7 +205,7 @@ func (e *cliEnv) explain(err error) error {
 
 func createCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--not-before 1h|2027-01-01] [--metadata k=v]... [--rate 100/s [--burst N]] [--quota 10000/month] [--uses N [--refill day|month]] [--prefix P] [--json]",
+		Use:   "create --name NAME [--owner OWNER] [--scopes a,b] [--expires 30d|2w|12h|2027-01-31|2027-01-31T12:00:00Z] [--not-before 1h|2027-01-01] [--allow-cidr 203.0.113.0/24,…] [--metadata k=v]... [--rate 100/s [--burst N]] [--quota 10000/month] [--uses N [--refill day|month]] [--prefix P] [--json]",
 		Short: "Creates a key and prints it once",
 		Args:  cobra.NoArgs,
 	}
@@ -214,6 +214,7 @@ func createCommand() *cobra.Command {
 	c.Flags().StringSlice("scopes", nil, "Scopes the key grants, comma-separated or repeated")
 	c.Flags().String("expires", "", "Expiry: a duration from now (2w, 30d, 12h) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
 	c.Flags().String("not-before", "", "When the key starts to work: a duration from now (1h, 2d) or a time (RFC 3339, or YYYY-MM-DD in UTC)")
+	c.Flags().String("allow-cidr", "", "Networks the key may be used from, comma-separated: 203.0.113.0/24,2001:db8::/32")
 	c.Flags().StringArray("metadata", nil, "Metadata as key=value; repeat for more")
 	c.Flags().String("prefix", "", "Key prefix; must match the gateway's (env KEYGATE_PREFIX; default kg)")
 	c.Flags().Bool("json", false, "Print a JSON object instead of text")
@@ -241,6 +242,10 @@ func createCommand() *cobra.Command {
 		expires, _ := flags.GetString("expires")
 		if p.ExpiresAt, err = parseExpiry(expires, time.Now()); err != nil {
 			return err
+		}
+		cidrs, _ := flags.GetString("allow-cidr")
+		if p.AllowCIDRs, err = keystore.ParseCIDRs(cidrs); err != nil {
+			return fmt.Errorf("--allow-cidr: %v", err)
 		}
 		notBefore, _ := flags.GetString("not-before")
 		if p.NotBefore, err = parseNotBefore(notBefore, time.Now()); err != nil {
@@ -707,6 +712,9 @@ func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time, spent *spentJSON
 		fmt.Fprintf(tw, "Revoked:\t%s (when the rotation's grace ends)\n", formatTime(k.RevokedAt))
 	default:
 		fmt.Fprintf(tw, "Revoked:\t%s\n", dash(formatTime(k.RevokedAt)))
+	}
+	if len(k.AllowCIDRs) > 0 {
+		fmt.Fprintf(tw, "Allowed from:\t%s\n", strings.ReplaceAll(keystore.CIDRText(k.AllowCIDRs), ",", ", "))
 	}
 	if k.Replaces != "" {
 		fmt.Fprintf(tw, "Replaces:\t%s\n", k.Replaces)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 
 func updateCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use: "update ID [--name N] [--owner O] [--scopes a,b] [--expires 30d|2027-01-31|… | --no-expiry] [--not-before 1h|2027-01-01|now] [--metadata k=v]... " +
+		Use: "update ID [--name N] [--owner O] [--scopes a,b] [--expires 30d|2027-01-31|… | --no-expiry] [--not-before 1h|2027-01-01|now] [--allow-cidr …|--no-allow-cidr] [--metadata k=v]... " +
 			"[--rate 100/s [--burst N]] [--quota N/day|N/month] [--uses N [--refill day|month]] [--no-limits] [--actor A] [--json]",
 		Short: "Changes a key's fields without changing its secret",
 		Long: `Changes the fields given, keeps the others and the secret: clients go on
@@ -31,6 +32,8 @@ changed.`,
 	c.Flags().Bool("no-expiry", false, "Remove the key's expiry")
 	c.Flags().String("not-before", "", "When the key starts to work: a duration from now (1h, 2d) or a time (RFC 3339, or YYYY-MM-DD in UTC); 'now' for at once")
 	c.Flags().StringArray("metadata", nil, "Metadata entry to set as key=value, or to remove as key=; repeat for more")
+	c.Flags().String("allow-cidr", "", "Networks the key may be used from, comma-separated, replacing the current ones")
+	c.Flags().Bool("no-allow-cidr", false, "Let the key be used from any address")
 	addLimitFlags(c)
 	c.Flags().Bool("no-limits", false, "Remove the key's own limits")
 	c.Flags().Bool("json", false, "Print the key as a JSON object")
@@ -123,6 +126,23 @@ func keyChangeFlags(cmd *cobra.Command, now time.Time) (keystore.KeyChange, erro
 		}
 		ch.NotBefore = &at
 	}
+	noCIDR, _ := f.GetBool("no-allow-cidr")
+	switch {
+	case noCIDR && f.Changed("allow-cidr"):
+		return ch, errors.New("--allow-cidr and --no-allow-cidr contradict each other")
+	case noCIDR:
+		ch.AllowCIDRs = &[]netip.Prefix{}
+	case f.Changed("allow-cidr"):
+		v, _ := f.GetString("allow-cidr")
+		cidrs, err := keystore.ParseCIDRs(v)
+		if err != nil {
+			return ch, fmt.Errorf("--allow-cidr: %v", err)
+		}
+		if len(cidrs) == 0 {
+			return ch, errors.New("--allow-cidr needs a value; to remove the allowlist use --no-allow-cidr")
+		}
+		ch.AllowCIDRs = &cidrs
+	}
 	if pairs, _ := f.GetStringArray("metadata"); len(pairs) > 0 {
 		m, err := parseMetadata(pairs)
 		if err != nil {
@@ -145,7 +165,7 @@ func keyChangeFlags(cmd *cobra.Command, now time.Time) (keystore.KeyChange, erro
 		ch.Limits = &limits
 	}
 	if ch.IsZero() {
-		return ch, errors.New("nothing to change: give at least one of --name, --owner, --scopes, --expires, --no-expiry, --not-before, --metadata, a limit flag or --no-limits")
+		return ch, errors.New("nothing to change: give at least one of --name, --owner, --scopes, --expires, --no-expiry, --not-before, --allow-cidr, --no-allow-cidr, --metadata, a limit flag or --no-limits")
 	}
 	return ch, nil
 }

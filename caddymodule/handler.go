@@ -326,7 +326,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.limiter, h.limiterKey, err = app.acquireLimiter(h.poolKey.store); err != nil {
 		return err
 	}
-	h.checks = append(h.checks, h.rateLimitStep(h.limiter))
+	h.checks = append(h.checks, ipCheck{h.problems.ipNotAllowed}, h.rateLimitStep(h.limiter))
 	if h.counters, h.countersKey, err = app.acquireCounters(h.poolKey); err != nil {
 		return err
 	}

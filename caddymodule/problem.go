@@ -26,6 +26,7 @@ const (
 	CodeRateLimited       = "rate_limited"
 	CodeQuotaExceeded     = "quota_exceeded"
 	CodeUsesExhausted     = "uses_exhausted"
+	CodeIPNotAllowed      = "ip_not_allowed"
 )
 
 // problemTypeBase prefixes the RFC 9457 "type" of every problem; the
@@ -74,7 +75,7 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 // problems holds the handler's prepared answers.
 type problems struct {
 	missing, invalid, wrongScheme, expired, scope, unavailable *problem
-	notYetValid                                                *problem
+	notYetValid, ipNotAllowed                                  *problem
 	tooManyFailures, tooManyPending, crossOrigin, rateLimited  *problem
 	quotaExceeded, usesExhausted                               *problem
 	retryAfter                                                 string
@@ -93,6 +94,8 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			"The API key has expired.", challenge+`, error="invalid_token", error_description="The API key has expired"`),
 		notYetValid: newProblem(http.StatusUnauthorized, CodeNotYetValid, "API key not valid yet",
 			"The API key is not valid yet.", challenge+`, error="invalid_token", error_description="The API key is not valid yet"`),
+		ipNotAllowed: newProblem(http.StatusForbidden, CodeIPNotAllowed, "Address not allowed",
+			"This API key may not be used from this network address.", ""),
 		scope: newProblem(http.StatusForbidden, CodeInsufficientScope, "Insufficient scope",
 			"The API key does not grant the scopes this resource requires: "+strings.Join(scopes, " ")+".",
 			challenge+`, error="insufficient_scope", scope="`+strings.Join(scopes, " ")+`"`),

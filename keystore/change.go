@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -21,6 +22,9 @@ type KeyChange struct {
 	ExpiresAt *time.Time
 	// NotBefore: a pointer to the zero time lets the key work at once.
 	NotBefore *time.Time
+	// AllowCIDRs replaces the key's allowlist; a pointer to nil removes
+	// it.
+	AllowCIDRs *[]netip.Prefix
 	// Metadata entries to set; an empty value removes the entry.
 	Metadata map[string]string
 	// Limits replace the key's own limits; a pointer to nil or to zero
@@ -30,12 +34,15 @@ type KeyChange struct {
 
 // IsZero reports whether c changes nothing.
 func (c KeyChange) IsZero() bool {
-	return c.Name == nil && c.Owner == nil && c.Scopes == nil && c.ExpiresAt == nil && c.NotBefore == nil && c.Metadata == nil && c.Limits == nil
+	return c.Name == nil && c.Owner == nil && c.Scopes == nil && c.ExpiresAt == nil && c.NotBefore == nil && c.AllowCIDRs == nil && c.Metadata == nil && c.Limits == nil
 }
 
 // apply returns k with c applied, checked like a new key's fields.
 func (c KeyChange) apply(k *Key, now time.Time) (*Key, error) {
-	p := NewKeyParams{Name: k.Name, Owner: k.Owner, Scopes: k.Scopes, Metadata: maps.Clone(k.Metadata), Limits: k.Limits}
+	p := NewKeyParams{Name: k.Name, Owner: k.Owner, Scopes: k.Scopes, Metadata: maps.Clone(k.Metadata), Limits: k.Limits, AllowCIDRs: k.AllowCIDRs}
+	if c.AllowCIDRs != nil {
+		p.AllowCIDRs = *c.AllowCIDRs
+	}
 	if c.Name != nil {
 		p.Name = *c.Name
 	}
@@ -67,7 +74,7 @@ func (c KeyChange) apply(k *Key, now time.Time) (*Key, error) {
 		return nil, err
 	}
 	out := *k
-	out.Name, out.Owner, out.Scopes, out.Metadata, out.Limits = p.Name, p.Owner, p.Scopes, p.Metadata, p.Limits
+	out.Name, out.Owner, out.Scopes, out.Metadata, out.Limits, out.AllowCIDRs = p.Name, p.Owner, p.Scopes, p.Metadata, p.Limits, p.AllowCIDRs
 	if c.ExpiresAt != nil {
 		out.ExpiresAt = truncate(*c.ExpiresAt)
 	}
@@ -126,7 +133,7 @@ func (l *Lifecycle) Update(ctx context.Context, actor, id string, c KeyChange) (
 func sameFields(a, b *Key) bool {
 	return a.Name == b.Name && a.Owner == b.Owner && slices.Equal(a.Scopes, b.Scopes) &&
 		maps.Equal(a.Metadata, b.Metadata) && a.ExpiresAt.Equal(b.ExpiresAt) && a.NotBefore.Equal(b.NotBefore) &&
-		LimitsText(a.Limits) == LimitsText(b.Limits)
+		LimitsText(a.Limits) == LimitsText(b.Limits) && slices.Equal(a.AllowCIDRs, b.AllowCIDRs)
 }
 
 // Delete removes the key with id from the store and records it in the

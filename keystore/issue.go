@@ -19,17 +19,18 @@ func newKey(f Format, h *Hasher, p NewKeyParams, created time.Time) (string, *Ke
 		return "", nil, fmt.Errorf("generated key failed its own format check: %w", err)
 	}
 	rec := &Key{
-		ID:        parsed.ID,
-		Name:      p.Name,
-		Owner:     p.Owner,
-		Scopes:    p.Scopes,
-		Metadata:  p.Metadata,
-		Hint:      Hint(parsed),
-		CreatedAt: created,
-		ExpiresAt: truncate(p.ExpiresAt),
-		NotBefore: truncate(p.NotBefore),
-		Limits:    p.Limits,
-		Digest:    h.Digest(parsed),
+		ID:         parsed.ID,
+		Name:       p.Name,
+		Owner:      p.Owner,
+		Scopes:     p.Scopes,
+		Metadata:   p.Metadata,
+		Hint:       Hint(parsed),
+		CreatedAt:  created,
+		ExpiresAt:  truncate(p.ExpiresAt),
+		NotBefore:  truncate(p.NotBefore),
+		Limits:     p.Limits,
+		AllowCIDRs: p.AllowCIDRs,
+		Digest:     h.Digest(parsed),
 	}
 	normalize(rec)
 	return key, rec, nil

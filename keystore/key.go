@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type Key struct {
 	// ReplacedBy the id of the key that replaced this one.
 	Replaces   string `json:"replaces,omitempty"`
 	ReplacedBy string `json:"replaced_by,omitempty"`
+	// AllowCIDRs, if any, are the networks the key may be used from
+	// (Caddy's client IP; IPv4-mapped IPv6 addresses match as IPv4).
+	AllowCIDRs []netip.Prefix `json:"allow_cidrs,omitempty"`
 	// Limits are the key's own rate limit, quota and uses; nil for none.
 	Limits *Limits `json:"limits,omitempty"`
 	// OwnerLimits are the limits its owner's keys share, as Lookup read
@@ -116,6 +120,8 @@ type NewKeyParams struct {
 	ExpiresAt time.Time
 	NotBefore time.Time
 	Limits    *Limits
+	// AllowCIDRs limits the networks the key may be used from.
+	AllowCIDRs []netip.Prefix
 }
 
 // Validate checks every field and returns the first problem found. It
@@ -156,6 +162,10 @@ func (p *NewKeyParams) Validate(now time.Time) error {
 	if !p.NotBefore.IsZero() && !p.ExpiresAt.IsZero() && !p.NotBefore.Before(p.ExpiresAt) {
 		return fmt.Errorf("not-before %s is not before the expiry %s", p.NotBefore.UTC().Format(time.RFC3339), p.ExpiresAt.UTC().Format(time.RFC3339))
 	}
+	if len(p.AllowCIDRs) > MaxCIDRs {
+		return fmt.Errorf("too many networks: %d (at most %d)", len(p.AllowCIDRs), MaxCIDRs)
+	}
+	p.AllowCIDRs = normalizeCIDRs(p.AllowCIDRs)
 	if err := p.Limits.Validate(); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -147,5 +148,40 @@ func TestKeyStatusNotBefore(t *testing.T) {
 	p := NewKeyParams{Name: "x", NotBefore: at.Add(time.Hour), ExpiresAt: at}
 	if err := p.Validate(at.Add(-24 * time.Hour)); err == nil || !strings.Contains(err.Error(), "is not before the expiry") {
 		t.Errorf("not-before after expiry: %v", err)
+	}
+}
+
+func TestCIDRs(t *testing.T) {
+	got, err := ParseCIDRs(" 2001:db8::/32, 203.0.113.7/24,198.51.100.1 , 203.0.113.0/24, ::ffff:192.0.2.0/120")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := CIDRText(got); s != "192.0.2.0/24,198.51.100.1/32,203.0.113.0/24,2001:db8::/32" {
+		t.Fatalf("normalised to %s", s)
+	}
+	k := &Key{AllowCIDRs: got}
+	for addr, want := range map[string]bool{
+		"203.0.113.200":        true,
+		"::ffff:203.0.113.200": true, // IPv4-mapped matches as IPv4
+		"198.51.100.1":         true,
+		"198.51.100.2":         false,
+		"2001:db8:ffff::1":     true,
+		"2001:db9::1":          false,
+		"192.0.2.9":            true,
+	} {
+		if k.AllowsFrom(netip.MustParseAddr(addr)) != want {
+			t.Errorf("AllowsFrom(%s) = %v, want %v", addr, !want, want)
+		}
+	}
+	if !(&Key{}).AllowsFrom(netip.MustParseAddr("192.0.2.1")) {
+		t.Error("a key without an allowlist is refused")
+	}
+	for _, bad := range []string{"203.0.113.0/33", "example.com", "203.0.113.0/24,", "fe80::1%eth0", "10.0.0.0/8/1"} {
+		if _, err := ParseCIDRs(bad); err == nil {
+			t.Errorf("ParseCIDRs(%q) accepted", bad)
+		}
+	}
+	if l, err := ParseCIDRs(""); err != nil || l != nil {
+		t.Errorf("empty: %v %v", l, err)
 	}
 }

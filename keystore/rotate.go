@@ -53,7 +53,7 @@ func (l *Lifecycle) Rotate(ctx context.Context, actor, id string, grace time.Dur
 				return fmt.Errorf("key %s is %s: only a working key can be rotated", id, s)
 			}
 			p := NewKeyParams{Name: before.Name, Owner: before.Owner, Scopes: before.Scopes, Metadata: before.Metadata,
-				ExpiresAt: before.ExpiresAt, NotBefore: before.NotBefore, Limits: before.Limits}
+				ExpiresAt: before.ExpiresAt, NotBefore: before.NotBefore, Limits: before.Limits, AllowCIDRs: before.AllowCIDRs}
 			// The new key has the old one's prefix: the gateways that
 			// took the old key take it.
 			f, err := formatOf(before)

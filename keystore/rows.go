@@ -38,11 +38,11 @@ func AppendRows[T any](out []T, rows Rows, scan func(Scanner) (T, error)) ([]T, 
 
 // KeyColumns are the columns of keygate_keys in the order the backends
 // write them.
-const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits, not_before, replaces, replaced_by"
+const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits, not_before, replaces, replaced_by, allow_cidrs"
 
 // KeySelect reads keys: KeyColumns, then the limits of the key's owner
 // (” for none), from keygate_keys as k. Add a WHERE clause.
-const KeySelect = "SELECT k.id, k.digest, k.name, k.owner, k.scopes, k.metadata, k.hint, k.created_at, k.expires_at, k.revoked_at, k.limits, k.not_before, k.replaces, k.replaced_by, " +
+const KeySelect = "SELECT k.id, k.digest, k.name, k.owner, k.scopes, k.metadata, k.hint, k.created_at, k.expires_at, k.revoked_at, k.limits, k.not_before, k.replaces, k.replaced_by, k.allow_cidrs, " +
 	"coalesce(o.limits, '') FROM keygate_keys k LEFT JOIN keygate_owners o ON o.owner = k.owner AND k.owner <> ''"
 
 // KeyReturning is the RETURNING clause of a statement that changes a key:

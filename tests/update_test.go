@@ -162,3 +162,43 @@ func TestRotationThroughCaddy(t *testing.T) {
 		}
 	})
 }
+
+// TestAllowlistThroughCaddy: a key with an allowlist works only from its
+// networks, by Caddy's client IP: behind a trusted proxy the client's
+// X-Forwarded-For address counts, from anyone else X-Forwarded-For is
+// ignored, so a spoofed one gets nothing. An update of the list reaches
+// a running gateway.
+func TestAllowlistThroughCaddy(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		k := sb.createKey("office", "--allow-cidr", "203.0.113.0/24,2001:db8::/32")
+		direct := newGateway(t, sb)
+		direct.start(apiKeySite(direct, up, ""))
+		proxied := newGateway(t, sb)
+		proxied.globals = "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32 ::1/128\n\t\ttrusted_proxies_strict\n\t}\n"
+		proxied.start(apiKeySite(proxied, up, ""))
+		auth := []string{"Authorization", "Bearer " + k.Key}
+		from := func(xff string) []string { return append(auth[:2:2], "X-Forwarded-For", xff) }
+
+		r := get(t, direct.url+"/", from("203.0.113.5")...)
+		wantStatus(t, "a spoofed X-Forwarded-For from an untrusted peer", r, http.StatusForbidden)
+		if p := r.problem(t); p.Code != "ip_not_allowed" {
+			t.Errorf("code %q", p.Code)
+		}
+		wantUpstream(t, "from an allowed network behind a trusted proxy", get(t, proxied.url+"/", from("203.0.113.5")...))
+		wantUpstream(t, "from an allowed IPv6 network behind a trusted proxy", get(t, proxied.url+"/", from("2001:db8::7")...))
+		wantStatus(t, "from another network behind a trusted proxy", get(t, proxied.url+"/", from("198.51.100.7")...), http.StatusForbidden)
+		wantStatus(t, "from the proxy itself", get(t, proxied.url+"/", auth...), http.StatusForbidden)
+
+		sb.mustCLI("update", k.ID, "--allow-cidr", "127.0.0.1/32,::1/128")
+		if ok, _ := pollUntil(10*time.Second, 20*time.Millisecond, func() bool {
+			return get(t, direct.url+"/", auth...).status == http.StatusOK
+		}); !ok {
+			t.Fatal("the new allowlist did not reach the gateway")
+		}
+		sb.mustCLI("update", k.ID, "--no-allow-cidr")
+		if out := sb.mustCLI("show", k.ID).stdout; strings.Contains(out, "Allowed from") {
+			t.Errorf("show after --no-allow-cidr:\n%s", out)
+		}
+	})
+}

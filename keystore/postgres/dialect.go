@@ -82,9 +82,10 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		revoked             *time.Time
 		notBefore           *time.Time
 		limits, ownerLimits string
+		cidrs               string
 	)
 	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &notBefore,
-		&k.Replaces, &k.ReplacedBy, &ownerLimits); err != nil {
+		&k.Replaces, &k.ReplacedBy, &cidrs, &ownerLimits); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -101,6 +102,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	}
 	var err error
 	if k.Limits, err = keystore.ParseLimits(limits); err != nil {
+		return nil, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	if k.AllowCIDRs, err = keystore.ParseCIDRs(cidrs); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
 	if k.OwnerLimits, err = keystore.ParseLimits(ownerLimits); err != nil {

@@ -112,9 +112,10 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		expires, revoked sql.NullInt64
 		notBefore        sql.NullInt64
 		limits, ownerLim string
+		cidrs            string
 	)
 	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &notBefore,
-		&k.Replaces, &k.ReplacedBy, &ownerLim); err != nil {
+		&k.Replaces, &k.ReplacedBy, &cidrs, &ownerLim); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}
@@ -138,6 +139,9 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 	}
 	var err error
 	if k.Limits, err = keystore.ParseLimits(limits); err != nil {
+		return nil, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	if k.AllowCIDRs, err = keystore.ParseCIDRs(cidrs); err != nil {
 		return nil, fmt.Errorf("key %s: %w", k.ID, err)
 	}
 	if k.OwnerLimits, err = keystore.ParseLimits(ownerLim); err != nil {

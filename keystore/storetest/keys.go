@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,12 +20,14 @@ func testStoreIssueLookupGet(t *testing.T, kind Backend) {
 	f := Format(t, "kg")
 	exp := time.Now().Add(time.Hour)
 	key, rec, err := testkeys.Issue(ctx, s, f, h, keystore.NewKeyParams{
-		Name:      "billing sync",
-		Owner:     "acme",
-		Scopes:    []string{"write:orders", "read:orders", "read:orders"},
-		Metadata:  map[string]string{"env": "prod", "ticket": "OPS-1"},
-		ExpiresAt: exp,
-		Limits:    &keystore.Limits{Rate: "100/s", Burst: 200, Quota: "10000/month", Uses: 500, Refill: "day"},
+		Name:       "billing sync",
+		Owner:      "acme",
+		Scopes:     []string{"write:orders", "read:orders", "read:orders"},
+		Metadata:   map[string]string{"env": "prod", "ticket": "OPS-1"},
+		ExpiresAt:  exp,
+		Limits:     &keystore.Limits{Rate: "100/s", Burst: 200, Quota: "10000/month", Uses: 500, Refill: "day"},
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("203.0.113.0/24")},
+		NotBefore:  time.Now().Add(-time.Minute),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -221,8 +221,8 @@ var mutations = []mutation{
 	{
 		name: "rate limit: checked before status and scopes, so refusals spend it",
 		file: "caddymodule/handler.go",
-		from: "\th.checks = append(h.checks, h.rateLimitStep(h.limiter))\n",
-		to:   "\th.checks = append([]check{h.rateLimitStep(h.limiter)}, h.checks...)\n",
+		from: "\th.checks = append(h.checks, ipCheck{h.problems.ipNotAllowed}, h.rateLimitStep(h.limiter))\n",
+		to:   "\th.checks = append([]check{h.rateLimitStep(h.limiter)}, append(h.checks, ipCheck{h.problems.ipNotAllowed})...)\n",
 		pkg:  "./caddymodule", tests: "TestRateLimitSpendsNothingOnRefusals",
 	},
 	{
@@ -350,6 +350,20 @@ var mutations = []mutation{
 		from: "\tcase !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt):",
 		to:   "\tcase !k.RevokedAt.IsZero():",
 		pkg:  "./caddymodule", tests: "TestRotationGrace",
+	},
+	{
+		name: "allowlist: a key works from any address",
+		file: "caddymodule/step_ipallow.go",
+		from: "\tif a, ok := clientAddr(x.r); ok && x.key.AllowsFrom(a) {",
+		to:   "\tif a, ok := clientAddr(x.r); ok || x.key.AllowsFrom(a) {",
+		pkg:  "./tests", tests: "TestAllowlistThroughCaddy",
+	},
+	{
+		name: "allowlist: IPv4-mapped addresses do not match IPv4 networks",
+		file: "keystore/cidr.go",
+		from: "\ta = a.Unmap().WithZone(\"\")",
+		to:   "\ta = a.WithZone(\"\")",
+		pkg:  "./keystore", tests: "TestCIDRs",
 	},
 	{
 		name: "security log: every refusal of a flood logged one by one",

@@ -59,9 +59,9 @@ func (s *Store) insert(ctx context.Context, q Querier, k *keystore.Key) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
 		k.ID, k.Digest[:], k.Name, k.Owner, scopes, metadata, k.Hint,
-		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore), k.Replaces, k.ReplacedBy)
+		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore), k.Replaces, k.ReplacedBy, keystore.CIDRText(k.AllowCIDRs))
 	if err != nil && s.d.IsDuplicate(err) {
 		return keystore.ErrDuplicate
 	}
@@ -150,8 +150,9 @@ func (s *Store) update(ctx context.Context, q Querier, k *keystore.Key) error {
 	if err != nil {
 		return err
 	}
-	n, err := q.Exec(ctx, "UPDATE keygate_keys SET name = $2, owner = $3, scopes = $4, metadata = $5, expires_at = $6, limits = $7, not_before = $8 WHERE id = $1",
-		k.ID, k.Name, k.Owner, scopes, metadata, s.d.Time.null(k.ExpiresAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore))
+	n, err := q.Exec(ctx, "UPDATE keygate_keys SET name = $2, owner = $3, scopes = $4, metadata = $5, expires_at = $6, limits = $7, not_before = $8, allow_cidrs = $9 WHERE id = $1",
+		k.ID, k.Name, k.Owner, scopes, metadata, s.d.Time.null(k.ExpiresAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore),
+		keystore.CIDRText(k.AllowCIDRs))
 	if err != nil {
 		return fmt.Errorf("updating key %s: %w", k.ID, err)
 	}

@@ -8,6 +8,8 @@
 -- ('' for none).
 ALTER TABLE keygate_keys ADD COLUMN replaces text NOT NULL DEFAULT '';
 ALTER TABLE keygate_keys ADD COLUMN replaced_by text NOT NULL DEFAULT '';
+-- The networks a key may be used from, comma-separated CIDRs ('' for any).
+ALTER TABLE keygate_keys ADD COLUMN allow_cidrs text NOT NULL DEFAULT '';
 ALTER TABLE keygate_keys ADD COLUMN not_before timestamptz;
 ALTER TABLE keygate_keys ADD COLUMN limits text NOT NULL DEFAULT '';
 

@@ -8,6 +8,8 @@
 -- ('' for none).
 ALTER TABLE keygate_keys ADD COLUMN replaces TEXT NOT NULL DEFAULT '';
 ALTER TABLE keygate_keys ADD COLUMN replaced_by TEXT NOT NULL DEFAULT '';
+-- The networks a key may be used from, comma-separated CIDRs ('' for any).
+ALTER TABLE keygate_keys ADD COLUMN allow_cidrs TEXT NOT NULL DEFAULT '';
 ALTER TABLE keygate_keys ADD COLUMN not_before INTEGER; -- Unix microseconds
 ALTER TABLE keygate_keys ADD COLUMN limits TEXT NOT NULL DEFAULT '';
 
