@@ -389,10 +389,7 @@ func revokeCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeJSON(e.out, struct {
-					keyWithStatus
-					Changed bool `json:"changed"`
-				}{keyWithStatus{k, k.Status(time.Now())}, changed})
+				return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
 			}
 			if changed {
 				fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
@@ -446,11 +443,7 @@ func keyCommand(use, short, jsonHelp string, run func(e *cliEnv, s keystore.Stor
 		}
 		asJSON, _ := cmd.Flags().GetBool("json")
 		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
-			err := run(e, s, id, asJSON)
-			if errors.Is(err, keystore.ErrNotFound) {
-				return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
-			}
-			return err
+			return noKey(e, id, run(e, s, id, asJSON))
 		})
 	}
 	return c
@@ -604,6 +597,20 @@ func keyIDArg(arg string) (string, error) {
 type keyWithStatus struct {
 	*keystore.Key
 	Status string `json:"status"`
+}
+
+// changedKey is the JSON answer of a command that may change a key.
+type changedKey struct {
+	keyWithStatus
+	Changed bool `json:"changed"`
+}
+
+// noKey turns ErrNotFound into an error naming the id and the store.
+func noKey(e *cliEnv, id string, err error) error {
+	if errors.Is(err, keystore.ErrNotFound) {
+		return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
+	}
+	return err
 }
 
 // parseExpiry accepts "" (no expiry), a duration from now ("2w", "30d",

@@ -50,17 +50,11 @@ changed.`,
 		asJSON, _ := cmd.Flags().GetBool("json")
 		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
 			k, changed, err := (&keystore.Lifecycle{Store: s}).Update(e.ctx, e.actor, id, ch)
-			if errors.Is(err, keystore.ErrNotFound) {
-				return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
-			}
 			if err != nil {
-				return err
+				return noKey(e, id, err)
 			}
 			if asJSON {
-				return writeJSON(e.out, struct {
-					keyWithStatus
-					Changed bool `json:"changed"`
-				}{keyWithStatus{k, k.Status(time.Now())}, changed})
+				return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
 			}
 			if changed {
 				fmt.Fprintf(e.out, "Updated key %s: %s.\n", k.ID, describe(k))
@@ -213,11 +207,8 @@ Replaced by); the audit trail gets a rotate and a create event.`,
 		asJSON, _ := cmd.Flags().GetBool("json")
 		return withStore(cmd, pepperRequired, existingOnly, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
 			key, rec, old, err := (&keystore.Lifecycle{Store: s, Hasher: h}).Rotate(e.ctx, e.actor, id, grace)
-			if errors.Is(err, keystore.ErrNotFound) {
-				return fmt.Errorf("no key with id %s in %s", id, keystore.RedactDSN(e.dsn))
-			}
 			if err != nil {
-				return err
+				return noKey(e, id, err)
 			}
 			if asJSON {
 				return writeJSON(e.out, struct {
