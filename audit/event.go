@@ -29,7 +29,7 @@ type Event struct {
 	Hash []byte `json:"hash"`
 }
 
-// Actions recorded today; later lifecycle commands add their own.
+// Actions: what a lifecycle change did.
 const (
 	ActionCreate = "create"
 	ActionRevoke = "revoke"
