@@ -49,8 +49,8 @@ func (c rateCheck) check(x exchange) verdict {
 	l := c.limit
 	if own {
 		l = p.Limit()
-	} else if p = c.route; p.IsZero() {
-		p = ratelimit.Policy{}
+	} else {
+		p = c.route // zero when the route has none
 	}
 	op, owned := x.key.OwnerLimits.RatePolicy()
 	if p.IsZero() && !owned {

@@ -76,7 +76,7 @@ func (h *Handler) lookup(x *exchange, d keystore.Digest) (*keystore.Key, error, 
 	}
 	key, err := h.verifier.Verify(r.Context(), d)
 	h.pending.exit(client)
-	if lookupExcused(r, key, err) {
+	if lookupExcused(r, key, err, x.now) {
 		h.failures.refund(r)
 	}
 	x.charged = true
@@ -87,9 +87,9 @@ func (h *Handler) lookup(x *exchange, d keystore.Digest) (*keystore.Key, error, 
 // budget is refunded: the key exists and is not revoked, or the store
 // (not the client) failed. A lookup refused as busy, or abandoned by its
 // client, stays charged: that is what a flood looks like.
-func lookupExcused(r *http.Request, key *keystore.Key, err error) bool {
+func lookupExcused(r *http.Request, key *keystore.Key, err error, now time.Time) bool {
 	if err == nil {
-		return key.RevokedAt.IsZero() || key.RevokedAt.After(time.Now())
+		return key.Status(now) != keystore.StatusRevoked
 	}
 	return errors.Is(err, cache.ErrUnavailable) && !errors.Is(err, cache.ErrBusy) && r.Context().Err() == nil
 }
