@@ -439,23 +439,33 @@ func (c *sharedCounters) loop(ctx context.Context) {
 	}
 }
 
-// sync writes the pending batch, if a write failed, else what was counted
-// since the last sync, and applies the store's totals.
+// sync writes the batch whose write failed, if any, then what was counted
+// since the last sync, and applies the store's totals: once the store is
+// back, one sync writes everything counted during the outage.
 func (c *sharedCounters) sync(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pending == nil {
-		deltas := c.Collect(time.Now())
-		if len(deltas) == 0 {
-			return nil
+	if c.pending != nil {
+		if err := c.writePending(ctx); err != nil {
+			return err
 		}
-		b := &keystore.CountBatch{Deltas: make([]keystore.CountDelta, len(deltas))}
-		rand.Read(b.ID[:])
-		for i, d := range deltas {
-			b.Deltas[i] = keystore.CountDelta{Subject: counterSubject(d.Key), Start: time.Unix(d.Key.Start, 0), N: d.N}
-		}
-		c.pending, c.pendingDeltas = b, deltas
 	}
+	deltas := c.Collect(time.Now())
+	if len(deltas) == 0 {
+		return nil
+	}
+	b := &keystore.CountBatch{Deltas: make([]keystore.CountDelta, len(deltas))}
+	rand.Read(b.ID[:])
+	for i, d := range deltas {
+		b.Deltas[i] = keystore.CountDelta{Subject: counterSubject(d.Key), Start: time.Unix(d.Key.Start, 0), N: d.N}
+	}
+	c.pending, c.pendingDeltas = b, deltas
+	return c.writePending(ctx)
+}
+
+// writePending writes the pending batch (again, with the same id, after a
+// failure) and applies the store's totals.
+func (c *sharedCounters) writePending(ctx context.Context) error {
 	totals, err := c.store.AddCounts(ctx, c.pending)
 	if err != nil {
 		return err
@@ -472,12 +482,8 @@ func (c *sharedCounters) Destruct() error {
 	<-c.done
 	ctx, cancel := context.WithTimeout(context.Background(), usageCloseTimeout)
 	defer cancel()
-	// Twice: a batch whose write failed earlier, then what came since.
-	for range 2 {
-		if err := c.sync(ctx); err != nil {
-			c.logger.Error("quota and uses counts lost at shutdown: the key store did not take them in time", zap.Error(err))
-			break
-		}
+	if err := c.sync(ctx); err != nil {
+		c.logger.Error("quota and uses counts lost at shutdown: the key store did not take them in time", zap.Error(err))
 	}
 	_, err := stores.Delete(c.storeKey)
 	return err
