@@ -44,6 +44,8 @@ const (
 	// the event has the owner, no key id, and the limits before and after
 	// as JSON.
 	ActionOwnerLimits = "owner_limits"
+	// ActionImport stores a key a legacy system issued (its digest).
+	ActionImport = "import"
 )
 
 // Filter selects events to list.

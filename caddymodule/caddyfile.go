@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		failed_auth_limit <n>/s|m|h [burst <n>] | off
 //		rate_limit        <n>/s|m|h [burst <n>]
 //		rate_limit_headers on | off
+//		legacy_keys       [on | off]
 //		allowed_origins   <origin...>
 //		cache {
 //			size         <n>
@@ -206,6 +207,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("rate_limit_headers takes 'on' or 'off', got '%s'", v)
 			}
 			h.RateLimitHeaders = v
+		case "legacy_keys":
+			if err := once(name); err != nil {
+				return err
+			}
+			switch args := d.RemainingArgs(); {
+			case len(args) == 0 || len(args) == 1 && args[0] == "on":
+				h.LegacyKeys = true
+			case len(args) == 1 && args[0] == "off":
+				h.LegacyKeys = false
+			default:
+				return d.Errf("legacy_keys takes nothing, 'on' or 'off'")
+			}
 		case "allowed_origins":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

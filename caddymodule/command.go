@@ -25,11 +25,11 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "api-key",
-		Usage: "<create|list|show|revoke|audit|usage|migrate|reset-pepper> [flags]",
+		Usage: "<create|import|list|show|update|rotate|revoke|delete|owner|audit|usage|migrate|reset-pepper> [flags]",
 		Short: "Manages Keygate API keys",
 		Long: `
-Creates, lists, shows and revokes the API keys that the api_key handler
-accepts, shows the audit trail of those changes and the keys' usage, and
+Creates, imports, lists, shows, updates, rotates, revokes and deletes the
+API keys that the api_key handler accepts, shows the audit trail of those changes and the keys' usage, and
 migrates the key store's schema.
 
 Every subcommand uses the same key store as the api_key directive: the
@@ -64,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
 		},
 	})
 }
@@ -255,13 +255,9 @@ func createCommand() *cobra.Command {
 		if p.Metadata, err = parseMetadata(meta); err != nil {
 			return err
 		}
-		prefix, _ := flags.GetString("prefix")
-		if !flags.Changed("prefix") {
-			prefix = os.Getenv(envPrefix)
-		}
-		format, err := keystore.NewFormat(prefix)
+		format, err := prefixFlag(cmd)
 		if err != nil {
-			return fmt.Errorf("--prefix: %v", err)
+			return err
 		}
 		if err := p.Validate(time.Now()); err != nil {
 			return err
@@ -519,6 +515,20 @@ older than this build, and ask for this command.`,
 // checkPrefix refuses a prefix no gateway on the store recorded, and
 // notes when gateways recorded another one since: the gateway that took
 // this prefix may have been changed to the other.
+// prefixFlag returns the key format of --prefix, else KEYGATE_PREFIX,
+// else the default.
+func prefixFlag(cmd *cobra.Command) (keystore.Format, error) {
+	prefix, _ := cmd.Flags().GetString("prefix")
+	if !cmd.Flags().Changed("prefix") {
+		prefix = os.Getenv(envPrefix)
+	}
+	format, err := keystore.NewFormat(prefix)
+	if err != nil {
+		return format, fmt.Errorf("--prefix: %v", err)
+	}
+	return format, nil
+}
+
 func checkPrefix(e *cliEnv, s keystore.Store, prefix string) error {
 	recorded, err := s.Prefixes(e.ctx)
 	if err != nil || len(recorded) == 0 {

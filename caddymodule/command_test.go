@@ -154,6 +154,12 @@ func TestKeyIDArg(t *testing.T) {
 // built by the very CobraFunc that command.go registers with Caddy.
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return runCLIStdin(t, "", args...)
+}
+
+// runCLIStdin is runCLI with stdin.
+func runCLIStdin(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	reg, ok := caddycmd.Commands()["api-key"]
 	if !ok || reg.CobraFunc == nil {
 		t.Fatal("the api-key command is not registered")
@@ -167,6 +173,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	var out, errOut bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errOut)
+	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(append([]string{reg.Name}, args...))
 	err = root.Execute()
 	return out.String(), errOut.String(), err

@@ -183,17 +183,22 @@ func deleteCommand() *cobra.Command {
 
 func rotateCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "rotate ID [--grace 24h] [--actor A] [--json]",
+		Use:   "rotate ID [--grace 24h] [--prefix P] [--actor A] [--json]",
 		Short: "Issues a new key in place of one, which keeps working for a grace period",
 		Long: `Issues a new key with the old one's name, owner, scopes, metadata, limits
 and validity, prints it once (like create), and retires the old key: it
 keeps working until --grace ends (default 24h; 0 retires it at once), then
 is refused like a revoked key. The keys record each other (show: Replaces,
-Replaced by); the audit trail gets a rotate and a create event.`,
+Replaced by); the audit trail gets a rotate and a create event.
+
+The new key has the old key's prefix. An imported legacy key has none: its
+replacement is a Keygate key with --prefix (or KEYGATE_PREFIX; default kg),
+which a gateway must accept.`,
 		Args: cobra.ExactArgs(1),
 	}
 	c.Flags().Duration("grace", 24*time.Hour, "How long the old key keeps working (0: not at all)")
 	c.Flags().Bool("json", false, "Print a JSON object (id, key, replaces, …) instead of the key alone")
+	c.Flags().String("prefix", "", "Prefix of the new key when the old one is an imported legacy key (env KEYGATE_PREFIX; default kg)")
 	addActorFlag(c)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		id, err := keyIDArg(args[0])
@@ -205,8 +210,17 @@ Replaced by); the audit trail gets a rotate and a create event.`,
 			return fmt.Errorf("--grace must be 0 to %v", keystore.MaxGrace)
 		}
 		asJSON, _ := cmd.Flags().GetBool("json")
+		format, err := prefixFlag(cmd)
+		if err != nil {
+			return err
+		}
 		return withStore(cmd, pepperRequired, existingOnly, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
-			key, rec, old, err := (&keystore.Lifecycle{Store: s, Hasher: h}).Rotate(e.ctx, e.actor, id, grace)
+			if k, err := s.Get(e.ctx, id); err == nil && k.IsLegacy() {
+				if err := checkPrefix(e, s, format.Prefix()); err != nil {
+					return err
+				}
+			}
+			key, rec, old, err := (&keystore.Lifecycle{Store: s, Format: format, Hasher: h}).Rotate(e.ctx, e.actor, id, grace)
 			if err != nil {
 				return noKey(e, id, err)
 			}

@@ -127,6 +127,15 @@ type Handler struct {
 	// response headers of rate-limited keys. Default: on.
 	RateLimitHeaders string `json:"rate_limit_headers,omitempty"`
 
+	// LegacyKeys also accepts keys that are not in Keygate's format: keys
+	// a system before Keygate issued, imported with `caddy api-key
+	// import`. Such a key (16 to 256 visible ASCII characters, not
+	// starting with this handler's prefix) skips the format and checksum
+	// checks and is looked up by digest like any other key, within the
+	// client's budget of failed checks. A string that starts like a
+	// Keygate key still must pass every check. Default: off.
+	LegacyKeys bool `json:"legacy_keys,omitempty"`
+
 	// AllowedOrigins are origins (scheme://host[:port]) whose pages may
 	// send state-changing requests authenticated by a cookie. It matters
 	// only for keys that came from a cookie source: browsers send cookies

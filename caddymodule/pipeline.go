@@ -32,8 +32,14 @@ type exchange struct {
 	charged bool               // the key's store lookup was charged to the client's failure budget
 }
 
-// keyID is the id of the request's key once it parsed, else "".
-func (x *exchange) keyID() string { return x.parsed.ID }
+// keyID is the id of the request's key once it parsed (a legacy key's
+// once it was found), else "".
+func (x *exchange) keyID() string {
+	if x.key != nil {
+		return x.key.ID
+	}
+	return x.parsed.ID
+}
 
 // verdict is a step's answer: pass (the zero verdict) or a refusal.
 type verdict struct {

@@ -5,10 +5,14 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // Step 1: find the key in the request's sources and check its form. A key
-// that fails here never reaches a cache or a store.
+// that fails here never reaches a cache or a store. With legacy_keys, a
+// key that is not in Keygate's format at all (an imported legacy key) has
+// only its length and characters checked.
 
 // findKey finds the request's key and parses it into x.parsed.
 func (h *Handler) findKey(x *exchange) verdict {
@@ -28,6 +32,9 @@ func (h *Handler) findKey(x *exchange) verdict {
 		}
 	}
 	parsed, err := h.format.Parse(raw)
+	if err != nil && h.LegacyKeys && h.format.IsLegacyCandidate(raw) {
+		parsed, err = keystore.LegacyKey(raw), nil
+	}
 	if err != nil {
 		// err names the failed check and never contains the key.
 		return verdict{problem: h.problems.invalid, failed: true, why: "malformed API key", err: err}

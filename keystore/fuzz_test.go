@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"hash/crc32"
+	"strings"
 	"testing"
 )
 
@@ -60,4 +61,40 @@ func FuzzRedactDSN(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) { RedactDSN(s) })
+}
+
+// FuzzParseImport feeds arbitrary files to both import parsers. They must
+// never panic; every row and every bad row they report has the number of
+// a line the file has, and a bad row's message never quotes a key the
+// file holds on another, good line.
+func FuzzParseImport(f *testing.F) {
+	f.Add("key,name,scopes,metadata.plan\nlegacy-key-0000000001,a,\"r w\",gold\n", true)
+	f.Add("key,name\n\"unterminated,x\n", true)
+	f.Add(`{"key":"legacy-key-0000000001","name":"a","metadata":{"x":"y"}}`+"\n[1]\n{", false)
+	f.Fuzz(func(t *testing.T, in string, csvFormat bool) {
+		format := ImportJSONL
+		if csvFormat {
+			format = ImportCSV
+		}
+		rows, bad, err := ParseImport(strings.NewReader(in), format)
+		if err != nil {
+			return
+		}
+		lines := strings.Count(in, "\n") + 1
+		for _, r := range rows {
+			if r.Line < 1 || r.Line > lines {
+				t.Fatalf("row on line %d of %d", r.Line, lines)
+			}
+		}
+		for _, b := range bad {
+			if b.Line < 1 || b.Line > lines {
+				t.Fatalf("bad row on line %d of %d: %v", b.Line, lines, b)
+			}
+			for _, r := range rows {
+				if len(r.Key) >= MinLegacyKeyLen && strings.Contains(b.Error(), r.Key) {
+					t.Fatalf("bad row %v quotes a key", b)
+				}
+			}
+		}
+	})
 }

@@ -29,6 +29,7 @@ const MaxGrace = 366 * 24 * time.Hour
 // at once). The new key records which key it replaced, the old one which
 // replaced it; the audit trail gets a rotate event for the old key and a
 // create event for the new. The new key is returned once, like Create's.
+// A legacy key (imported) is replaced by a Keygate key of l.Format.
 func (l *Lifecycle) Rotate(ctx context.Context, actor, id string, grace time.Duration) (key string, rec, old *Key, err error) {
 	if err := ValidateActor(actor); err != nil {
 		return "", nil, nil, err
@@ -55,8 +56,14 @@ func (l *Lifecycle) Rotate(ctx context.Context, actor, id string, grace time.Dur
 			p := NewKeyParams{Name: before.Name, Owner: before.Owner, Scopes: before.Scopes, Metadata: before.Metadata,
 				ExpiresAt: before.ExpiresAt, NotBefore: before.NotBefore, Limits: before.Limits, AllowCIDRs: before.AllowCIDRs}
 			// The new key has the old one's prefix: the gateways that
-			// took the old key take it.
+			// took the old key take it. A legacy key has none: its
+			// replacement gets the Lifecycle's.
 			f, err := formatOf(before)
+			if before.IsLegacy() {
+				if f, err = l.Format, nil; f.prefix == "" {
+					err = fmt.Errorf("key %s is a legacy key: rotating it needs the prefix of its Keygate replacement", id)
+				}
+			}
 			if err != nil {
 				return err
 			}

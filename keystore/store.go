@@ -42,6 +42,8 @@ var (
 // deadlock.
 type Tx interface {
 	Get(ctx context.Context, id string) (*Key, error)
+	// Lookup returns the key with digest d, or ErrNotFound.
+	Lookup(ctx context.Context, d Digest) (*Key, error)
 	// Insert adds a new key. It fails with ErrDuplicate if the id or
 	// digest is taken.
 	Insert(ctx context.Context, k *Key) error

@@ -226,6 +226,35 @@ func (sb *sandbox) sql(query string) {
 	}
 }
 
+// dump returns everything the store holds, as bytes or SQL text. For the
+// embedded store it stops g first: stopping Caddy closes the store, which
+// checkpoints the WAL (the side files are read anyway, in case something
+// is left there).
+func (sb *sandbox) dump(g *gateway) string {
+	sb.t.Helper()
+	switch sb.kind {
+	case sqliteStore:
+		g.stop()
+		var dump string
+		for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			b, err := os.ReadFile(sb.sqlitePath() + suffix)
+			if err != nil && !(suffix != "" && os.IsNotExist(err)) {
+				sb.t.Fatalf("reading the store: %v", err)
+			}
+			dump += string(b)
+		}
+		return dump
+	case postgresStore:
+		out, err := exec.Command("pg_dump", "--dbname="+sb.dsn).CombinedOutput()
+		if err != nil {
+			sb.t.Fatalf("pg_dump: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	sb.t.Fatalf("unknown store kind %v", sb.kind)
+	return ""
+}
+
 // cliResult is what one CLI run printed and how it ended.
 type cliResult struct {
 	args           []string

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -153,26 +151,7 @@ func TestDatabaseDumpHoldsNoKey(t *testing.T) {
 		}
 		sb.revoke(keys[2].ID)
 
-		var dump string
-		switch sb.kind {
-		case sqliteStore:
-			// Stopping Caddy closes the store, which checkpoints the WAL;
-			// read the side files anyway in case something is left there.
-			g.stop()
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
-				b, err := os.ReadFile(sb.sqlitePath() + suffix)
-				if err != nil && !(suffix != "" && os.IsNotExist(err)) {
-					t.Fatalf("reading the store: %v", err)
-				}
-				dump += string(b)
-			}
-		case postgresStore:
-			out, err := exec.Command("pg_dump", "--dbname="+sb.dsn).CombinedOutput()
-			if err != nil {
-				t.Fatalf("pg_dump: %v\n%s", err, out)
-			}
-			dump = string(out)
-		}
+		dump := sb.dump(g)
 		for _, k := range keys {
 			if strings.Contains(dump, k.Key) || strings.Contains(dump, secretOf(k.Key)) {
 				t.Errorf("the store dump contains key %s or its secret", k.ID)

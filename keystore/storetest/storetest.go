@@ -59,6 +59,7 @@ var tests = []struct {
 	{"OwnerLimits", testOwnerLimits},
 	{"UpdateAndDelete", testUpdateAndDelete},
 	{"Rotate", testRotate},
+	{"Import", testImport},
 	{"CountersConcurrentWriters", testCountersConcurrentWriters},
 	{"WatchSeesChangesFromOtherProcesses", testWatchSeesChangesFromOtherProcesses},
 	{"WatchIgnoresMalformedChanges", testWatchIgnoresMalformedChanges},

@@ -37,6 +37,34 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "import: a bad row does not stop the good ones",
+		file: "keystore/import.go",
+		from: "\tif len(bad) > 0 {\n\t\tslices.SortStableFunc",
+		to:   "\tif false && len(bad) > 0 {\n\t\tslices.SortStableFunc",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/Import",
+	},
+	{
+		name: "import: a key already there is imported again",
+		file: "keystore/import.go",
+		from: "\t\t\tif err == nil {\n\t\t\t\tout = append(out, Imported{Line: r.line, Key: old, Existed: true",
+		to:   "\t\t\tif err == nil && false {\n\t\t\t\tout = append(out, Imported{Line: r.line, Key: old, Existed: true",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/Import",
+	},
+	{
+		name: "gateway: legacy keys accepted without legacy_keys",
+		file: "caddymodule/step_find.go",
+		from: "if err != nil && h.LegacyKeys && h.format.IsLegacyCandidate(raw) {",
+		to:   "if err != nil && h.format.IsLegacyCandidate(raw) {",
+		pkg:  "./caddymodule", tests: "TestLegacyKeys",
+	},
+	{
+		name: "gateway: a broken key with the gateway's prefix is looked up as a legacy key",
+		file: "keystore/legacy.go",
+		from: "len(key) > MaxLegacyKeyLen || strings.HasPrefix(key, f.prefix) {",
+		to:   "len(key) > MaxLegacyKeyLen {",
+		pkg:  "./caddymodule", tests: "TestLegacyKeys",
+	},
+	{
 		name: "cache: serve an entry read before an invalidation",
 		file: "cache/verifier.go",
 		from: "if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.key.Digest.Equal(d) {",
