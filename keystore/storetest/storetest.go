@@ -42,6 +42,8 @@ var tests = []struct {
 	{"StoreNotFoundAndDuplicate", testStoreNotFoundAndDuplicate},
 	{"StoreRevoke", testStoreRevoke},
 	{"StoreList", testStoreList},
+	{"ListStatuses", testListStatuses},
+	{"ListPages", testListPages},
 	{"StoreMigrations", testStoreMigrations},
 	{"StorePepperCheck", testStorePepperCheck},
 	{"StorePepperCheckCorrupt", testStorePepperCheckCorrupt},
