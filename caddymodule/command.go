@@ -459,24 +459,86 @@ func showCommand() *cobra.Command {
 }
 
 func revokeCommand() *cobra.Command {
-	c := keyCommand("revoke ID [--actor NAME] [--json]", "Revokes a key", "Print the revoked key as a JSON object",
-		func(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
-			k, changed, err := (&keystore.Lifecycle{Store: s}).Revoke(e.ctx, e.actor, id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
-			}
-			if changed {
-				fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
-			} else {
-				fmt.Fprintf(e.out, "Key %s was already revoked at %s.\n", k.ID, formatTime(k.RevokedAt))
-			}
-			return nil
-		})
+	c := &cobra.Command{
+		Use:   "revoke ID | --owner OWNER [--actor NAME] [--json]",
+		Short: "Revokes a key, or every key of an owner",
+		Long: `Revokes the key with id ID, or with --owner every key of that owner that is
+not revoked yet (keys in a rotation's grace included: their grace ends now),
+all in one transaction with an audit event for each key. Every gateway
+refuses the revoked keys within the bound of a revocation. Revoking what is
+revoked already changes nothing and is not an error.`,
+		Args: cobra.MaximumNArgs(1),
+	}
+	c.Flags().String("owner", "", "Revoke every key of this owner that is not revoked yet")
+	c.Flags().Bool("json", false, "Print the revoked key as a JSON object (with --owner: an array of the keys it revoked)")
 	addActorFlag(c)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		asJSON, _ := cmd.Flags().GetBool("json")
+		owner, _ := cmd.Flags().GetString("owner")
+		byOwner := cmd.Flags().Changed("owner")
+		switch {
+		case byOwner && len(args) > 0:
+			return errors.New("give a key id or --owner, not both")
+		case !byOwner && len(args) == 0:
+			return errors.New("name what to revoke: a key id, or --owner OWNER for all of an owner's keys")
+		case byOwner:
+			return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+				return revokeOwner(e, s, owner, asJSON)
+			})
+		}
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			return noKey(e, id, revokeKey(e, s, id, asJSON))
+		})
+	}
 	return c
+}
+
+func revokeKey(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
+	k, changed, err := (&keystore.Lifecycle{Store: s}).Revoke(e.ctx, e.actor, id)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
+	}
+	if changed {
+		fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
+	} else {
+		fmt.Fprintf(e.out, "Key %s was already revoked at %s.\n", k.ID, formatTime(k.RevokedAt))
+	}
+	return nil
+}
+
+func revokeOwner(e *cliEnv, s keystore.Store, owner string, asJSON bool) error {
+	keys, err := (&keystore.Lifecycle{Store: s}).RevokeOwner(e.ctx, e.actor, owner)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		now := time.Now()
+		out := make([]keyWithStatus, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, keyWithStatus{k, k.Status(now)})
+		}
+		return writeJSON(e.out, out)
+	}
+	if len(keys) == 0 {
+		fmt.Fprintf(e.out, "Owner %s has no key that is not revoked already in %s; nothing revoked.\n", owner, keystore.RedactDSN(e.dsn))
+		return nil
+	}
+	for _, k := range keys {
+		fmt.Fprintf(e.out, "Revoked key %s (%q) at %s.\n", k.ID, k.Name, formatTime(k.RevokedAt))
+	}
+	noun := "keys"
+	if len(keys) == 1 {
+		noun = "key"
+	}
+	fmt.Fprintf(e.out, "Revoked %d %s of owner %s.\n", len(keys), noun, owner)
+	return nil
 }
 
 // addActorFlag adds --actor to a command that changes keys.

@@ -340,6 +340,10 @@ func TestCLIErrors(t *testing.T) {
 		{"revoke unknown id", []string{"revoke", db, "AAAAAAAAAAAA"}, "no key with id AAAAAAAAAAAA"},
 		{"revoke bad id", []string{"revoke", db, "not-an-id"}, "is not a key id"},
 		{"revoke a key", []string{"revoke", db, key}, "looks like a key"},
+		{"revoke id and owner", []string{"revoke", db, "AAAAAAAAAAAA", "--owner", "acme"}, "give a key id or --owner, not both"},
+		{"revoke neither id nor owner", []string{"revoke", db}, "name what to revoke: a key id, or --owner OWNER"},
+		{"revoke empty owner", []string{"revoke", db, "--owner", " "}, "owner is required"},
+		{"revoke two ids", []string{"revoke", db, "AAAAAAAAAAAA", "BBBBBBBBBBBB"}, "accepts at most 1 arg(s)"},
 		{"migrate extra argument", []string{"migrate", db, "now"}, `unknown command "now"`},
 		{"unknown subcommand", []string{"nope"}, `unknown subcommand "nope"`},
 	}
@@ -892,4 +896,40 @@ func cliList(t *testing.T, db string, args ...string) (ids []string, errOut stri
 		ids = append(ids, k.ID)
 	}
 	return ids, errOut
+}
+
+// TestCLIRevokeOwner: revoke --owner revokes all of an owner's keys and no
+// other, once, saying what it did in text and JSON.
+func TestCLIRevokeOwner(t *testing.T) {
+	cliEnvironment(t)
+	db := "--database=sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	ids := cliKeys(t, db, []string{"--owner", "acme"}, []string{"--owner", "acme", "--not-before", "1h"}, []string{"--owner", "globex"}, nil)
+
+	out, _, err := runCLI(t, "revoke", db, "--owner", "acme")
+	if err != nil || strings.Count(out, "Revoked key ") != 2 || !strings.Contains(out, ids[0]) || !strings.Contains(out, ids[1]) ||
+		!strings.HasSuffix(out, "Revoked 2 keys of owner acme.\n") {
+		t.Fatalf("revoke --owner acme: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", db, "--owner", "acme")
+	if err != nil || !strings.Contains(out, "nothing revoked") {
+		t.Errorf("revoke --owner acme again: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", db, "--owner", "acme", "--json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("revoke --owner acme --json with nothing to revoke: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", db, "--owner", "globex", "--json")
+	var revoked []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &revoked) != nil || len(revoked) != 1 || revoked[0].ID != ids[2] || revoked[0].Status != "revoked" {
+		t.Errorf("revoke --owner globex --json: %v\n%s", err, out)
+	}
+	if got, _ := cliList(t, db, "--status", "revoked"); !reflect.DeepEqual(got, ids[:3]) {
+		t.Errorf("revoked keys: %v, want %v", got, ids[:3])
+	}
+	if got, _ := cliList(t, db); !reflect.DeepEqual(got, ids[3:]) {
+		t.Errorf("keys that work: %v, want the one without an owner, %v", got, ids[3:])
+	}
 }

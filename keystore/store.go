@@ -64,6 +64,12 @@ type Tx interface {
 	Retire(ctx context.Context, id, replacedBy string, at time.Time) (*Key, error)
 	// Delete removes the key with id and returns it, or ErrNotFound.
 	Delete(ctx context.Context, id string) (*Key, error)
+	// OwnerKeys returns every key of owner, revoked ones included, ordered
+	// by creation time, then id. It first locks keygate_keys against
+	// changes from other transactions until this one ends, so that the keys
+	// it returns are all the owner has until then: a key inserted for the
+	// owner meanwhile waits, and comes after.
+	OwnerKeys(ctx context.Context, owner string) ([]*Key, error)
 	// SetOwnerLimits sets the limits an owner's keys share (nil clears
 	// them) and returns the ones it replaced. Every cache holding one of
 	// the owner's keys is told, as for a change of the key.

@@ -59,6 +59,8 @@ var tests = []struct {
 	{"UsageConcurrentWriters", testUsageConcurrentWriters},
 	{"CountersAddOnce", testCountersAddOnce},
 	{"OwnerLimits", testOwnerLimits},
+	{"RevokeOwner", testRevokeOwner},
+	{"RevokeOwnerHoldsOffNewKeys", testRevokeOwnerHoldsOffNewKeys},
 	{"UpdateAndDelete", testUpdateAndDelete},
 	{"Rotate", testRotate},
 	{"CountersConcurrentWriters", testCountersConcurrentWriters},

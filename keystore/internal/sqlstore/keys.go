@@ -226,6 +226,26 @@ func (s *Store) delete(ctx context.Context, q Querier, id string) (*keystore.Key
 	return k, nil
 }
 
+func (t tx) OwnerKeys(ctx context.Context, owner string) ([]*keystore.Key, error) {
+	return t.s.ownerKeys(ctx, t.q, owner)
+}
+
+// ownerKeys returns every key of owner once no other transaction can
+// change keygate_keys until this one ends (SQLite's write lock is held
+// from BEGIN).
+func (s *Store) ownerKeys(ctx context.Context, q Querier, owner string) ([]*keystore.Key, error) {
+	if s.d.LockKeys != "" {
+		if _, err := q.Exec(ctx, s.d.LockKeys); err != nil {
+			return nil, fmt.Errorf("locking the keys of owner %q: %w", owner, err)
+		}
+	}
+	keys, err := s.listKeys(ctx, q, keystore.KeySelect+" WHERE k.owner = $1 ORDER BY k.created_at, k.id", owner)
+	if err != nil {
+		return nil, fmt.Errorf("owner %q: %w", owner, err)
+	}
+	return keys, nil
+}
+
 func (t tx) SetOwnerLimits(ctx context.Context, owner string, l *keystore.Limits) (*keystore.Limits, error) {
 	return t.s.setOwnerLimits(ctx, t.q, owner, l)
 }
