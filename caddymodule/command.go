@@ -290,44 +290,50 @@ func createCommand() *cobra.Command {
 
 func listCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "list [--owner OWNER] [--all] [--limit N] [--json]",
-		Short: "Lists keys (active ones unless --all)",
-		Args:  cobra.NoArgs,
+		Use:   "list [--owner OWNER] [--status S[,S…] | --all] [--limit N [--after ID]] [--json]",
+		Short: "Lists keys (those that work or will, unless --status or --all)",
+		Long: `Lists keys in the order they were created. Without --status or --all it
+lists the keys that work or will: active and not_yet_valid ones. --status
+selects keys by their status now (active, not_yet_valid, revoked, expired;
+a key in a rotation's grace is active until the grace ends); --all lists
+every key.
+
+--limit N lists at most N keys. When a page is full, stderr says how to get
+the next one (next page: --after ID): --after ID lists the keys created after
+the key with that id, the last of the previous page.`,
+		Args: cobra.NoArgs,
 	}
 	c.Flags().String("owner", "", "Only this owner's keys")
-	c.Flags().Bool("all", false, "Include revoked and expired keys")
+	c.Flags().StringSlice("status", nil, "Only keys with these statuses, comma-separated or repeated: "+strings.Join(keystore.AllStatuses(), ", "))
+	c.Flags().Bool("all", false, "Keys of every status (revoked and expired included)")
 	c.Flags().Int("limit", 0, "At most this many keys (0: all)")
+	c.Flags().String("after", "", "Only keys after this one (its id), the last of the previous page")
 	c.Flags().Bool("json", false, "Print a JSON array instead of a table")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		var f keystore.ListFilter
-		f.Owner, _ = cmd.Flags().GetString("owner")
-		f.IncludeInactive, _ = cmd.Flags().GetBool("all")
-		f.Limit, _ = cmd.Flags().GetInt("limit")
-		if f.Limit < 0 {
-			return errors.New("--limit must not be negative")
+		flags := cmd.Flags()
+		f, err := listFilter(cmd)
+		if err != nil {
+			return err
 		}
-		asJSON, _ := cmd.Flags().GetBool("json")
+		all, _ := flags.GetBool("all")
+		defaults := !all && !flags.Changed("status")
+		asJSON, _ := flags.GetBool("json")
 		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
 			keys, err := s.List(e.ctx, f)
+			if errors.Is(err, keystore.ErrNotFound) && f.After != "" {
+				return fmt.Errorf("--after %s: no key with that id in %s (deleted since the page before?)", f.After, keystore.RedactDSN(e.dsn))
+			}
 			if err != nil {
 				return err
 			}
 			if len(keys) == 0 {
-				// Keys made as another user land in another data
-				// directory: say where we looked, and what --all adds.
-				inactive := 0
-				if !f.IncludeInactive {
-					all, err := s.List(e.ctx, keystore.ListFilter{Owner: f.Owner, IncludeInactive: true})
-					if err != nil {
-						return err
-					}
-					inactive = len(all)
+				if err := explainEmptyList(e, s, f, defaults); err != nil {
+					return err
 				}
-				if inactive > 0 {
-					fmt.Fprintf(e.errOut, "No active keys in %s (%d revoked or expired: --all shows them).\n", keystore.RedactDSN(e.dsn), inactive)
-				} else {
-					fmt.Fprintf(e.errOut, "No keys in %s.\n", keystore.RedactDSN(e.dsn))
-				}
+			}
+			if f.Limit > 0 && len(keys) == f.Limit {
+				// stdout stays the page alone (a table, or a JSON array).
+				fmt.Fprintf(e.errOut, "next page: --after %s\n", keys[len(keys)-1].ID)
 			}
 			if asJSON {
 				now := time.Now()
@@ -348,6 +354,77 @@ func listCommand() *cobra.Command {
 		})
 	}
 	return c
+}
+
+// listFilter reads list's flags, checked before the store is opened.
+func listFilter(cmd *cobra.Command) (keystore.ListFilter, error) {
+	flags := cmd.Flags()
+	var f keystore.ListFilter
+	f.Owner, _ = flags.GetString("owner")
+	all, _ := flags.GetBool("all")
+	statuses, _ := flags.GetStringSlice("status")
+	switch {
+	case all && flags.Changed("status"):
+		return f, errors.New("--all lists keys of every status: give it or --status, not both")
+	case all:
+		f.Statuses = nil // every status
+	case flags.Changed("status"):
+		for _, st := range statuses {
+			// "revoked, expired" is a list of two, as it reads.
+			if st = strings.TrimSpace(st); st != "" {
+				f.Statuses = append(f.Statuses, st)
+			}
+		}
+		if len(f.Statuses) == 0 {
+			return f, fmt.Errorf("--status needs one or more of: %s", strings.Join(keystore.AllStatuses(), ", "))
+		}
+	default:
+		f.Statuses = keystore.WorkingStatuses()
+	}
+	f.Limit, _ = flags.GetInt("limit")
+	if f.Limit < 0 {
+		return f, errors.New("--limit must not be negative")
+	}
+	if after, _ := flags.GetString("after"); flags.Changed("after") {
+		id, err := keyIDArg(after)
+		if err != nil {
+			return f, fmt.Errorf("--after: %v", err)
+		}
+		f.After = id
+	}
+	if err := f.Validate(); err != nil {
+		return f, fmt.Errorf("--status: %v", err)
+	}
+	return f, nil
+}
+
+// explainEmptyList says on stderr why list printed no key: keys made as
+// another user land in another data directory, so it says where it
+// looked, and what other statuses would add.
+func explainEmptyList(e *cliEnv, s keystore.Store, f keystore.ListFilter, defaults bool) error {
+	store := keystore.RedactDSN(e.dsn)
+	if f.After != "" {
+		fmt.Fprintf(e.errOut, "No more keys after %s in %s.\n", f.After, store)
+		return nil
+	}
+	others := 0
+	if len(f.Statuses) > 0 {
+		every, err := s.List(e.ctx, keystore.ListFilter{Owner: f.Owner})
+		if err != nil {
+			return err
+		}
+		others = len(every)
+	}
+	switch {
+	case others > 0 && defaults:
+		fmt.Fprintf(e.errOut, "No active keys in %s (%d revoked or expired: --all shows them).\n", store, others)
+	case others > 0:
+		fmt.Fprintf(e.errOut, "No %s keys in %s (%d with another status: --all shows them).\n",
+			strings.Join(f.Statuses, " or "), store, others)
+	default:
+		fmt.Fprintf(e.errOut, "No keys in %s.\n", store)
+	}
+	return nil
 }
 
 func showCommand() *cobra.Command {
@@ -378,24 +455,86 @@ func showCommand() *cobra.Command {
 }
 
 func revokeCommand() *cobra.Command {
-	c := keyCommand("revoke ID [--actor NAME] [--json]", "Revokes a key", "Print the revoked key as a JSON object",
-		func(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
-			k, changed, err := (&keystore.Lifecycle{Store: s}).Revoke(e.ctx, e.actor, id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
-			}
-			if changed {
-				fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
-			} else {
-				fmt.Fprintf(e.out, "Key %s was already revoked at %s.\n", k.ID, formatTime(k.RevokedAt))
-			}
-			return nil
-		})
+	c := &cobra.Command{
+		Use:   "revoke ID | --owner OWNER [--actor NAME] [--json]",
+		Short: "Revokes a key, or every key of an owner",
+		Long: `Revokes the key with id ID, or with --owner every key of that owner that is
+not revoked yet (keys in a rotation's grace included: their grace ends now),
+all in one transaction with an audit event for each key. Every gateway
+refuses the revoked keys within the bound of a revocation. Revoking what is
+revoked already changes nothing and is not an error.`,
+		Args: cobra.MaximumNArgs(1),
+	}
+	c.Flags().String("owner", "", "Revoke every key of this owner that is not revoked yet")
+	c.Flags().Bool("json", false, "Print the revoked key as a JSON object (with --owner: an array of the keys it revoked)")
 	addActorFlag(c)
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		asJSON, _ := cmd.Flags().GetBool("json")
+		owner, _ := cmd.Flags().GetString("owner")
+		byOwner := cmd.Flags().Changed("owner")
+		switch {
+		case byOwner && len(args) > 0:
+			return errors.New("give a key id or --owner, not both")
+		case !byOwner && len(args) == 0:
+			return errors.New("name what to revoke: a key id, or --owner OWNER for all of an owner's keys")
+		case byOwner:
+			return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+				return revokeOwner(e, s, owner, asJSON)
+			})
+		}
+		id, err := keyIDArg(args[0])
+		if err != nil {
+			return err
+		}
+		return withStore(cmd, pepperIfGiven, existingOnly, func(e *cliEnv, s keystore.Store, _ *keystore.Hasher) error {
+			return noKey(e, id, revokeKey(e, s, id, asJSON))
+		})
+	}
 	return c
+}
+
+func revokeKey(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
+	k, changed, err := (&keystore.Lifecycle{Store: s}).Revoke(e.ctx, e.actor, id)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
+	}
+	if changed {
+		fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
+	} else {
+		fmt.Fprintf(e.out, "Key %s was already revoked at %s.\n", k.ID, formatTime(k.RevokedAt))
+	}
+	return nil
+}
+
+func revokeOwner(e *cliEnv, s keystore.Store, owner string, asJSON bool) error {
+	keys, err := (&keystore.Lifecycle{Store: s}).RevokeOwner(e.ctx, e.actor, owner)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		now := time.Now()
+		out := make([]keyWithStatus, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, keyWithStatus{k, k.Status(now)})
+		}
+		return writeJSON(e.out, out)
+	}
+	if len(keys) == 0 {
+		fmt.Fprintf(e.out, "Owner %s has no key that is not revoked already in %s; nothing revoked.\n", owner, keystore.RedactDSN(e.dsn))
+		return nil
+	}
+	for _, k := range keys {
+		fmt.Fprintf(e.out, "Revoked key %s (%q) at %s.\n", k.ID, k.Name, formatTime(k.RevokedAt))
+	}
+	noun := "keys"
+	if len(keys) == 1 {
+		noun = "key"
+	}
+	fmt.Fprintf(e.out, "Revoked %d %s of owner %s.\n", len(keys), noun, owner)
+	return nil
 }
 
 // addActorFlag adds --actor to a command that changes keys.

@@ -333,6 +333,12 @@ func TestCLIErrors(t *testing.T) {
 		{"create postgres without pepper", []string{"create", "--database=postgres://u@127.0.0.1:1/db", "--name", "x"}, "pepper is required with PostgreSQL"},
 		{"unsupported database", []string{"list", "--database=mysql://u:hunter2@127.0.0.1/db"}, "unsupported database"},
 		{"list negative limit", []string{"list", db, "--limit", "-1"}, "--limit must not be negative"},
+		{"list unknown status", []string{"list", db, "--status", "active,valid"}, `unknown key status "valid" (valid: active, not_yet_valid, revoked, expired)`},
+		{"list empty status", []string{"list", db, "--status", ""}, "--status needs one or more of: active, not_yet_valid, revoked, expired"},
+		{"list all and status", []string{"list", db, "--all", "--status", "revoked"}, "give it or --status, not both"},
+		{"list bad after", []string{"list", db, "--after", "abc"}, `--after: "abc" is not a key id`},
+		{"list after a key", []string{"list", db, "--after", key}, "looks like a key"},
+		{"list after unknown id", []string{"list", db, "--limit", "1", "--after", "AAAAAAAAAAAA"}, "--after AAAAAAAAAAAA: no key with that id"},
 		{"zero timeout", []string{"list", db, "--timeout", "0s"}, "--timeout must be positive"},
 		{"show bad id", []string{"show", db, "abc"}, `"abc" is not a key id`},
 		{"show a key", []string{"show", db, key}, "looks like a key"},
@@ -341,6 +347,10 @@ func TestCLIErrors(t *testing.T) {
 		{"revoke unknown id", []string{"revoke", db, "AAAAAAAAAAAA"}, "no key with id AAAAAAAAAAAA"},
 		{"revoke bad id", []string{"revoke", db, "not-an-id"}, "is not a key id"},
 		{"revoke a key", []string{"revoke", db, key}, "looks like a key"},
+		{"revoke id and owner", []string{"revoke", db, "AAAAAAAAAAAA", "--owner", "acme"}, "give a key id or --owner, not both"},
+		{"revoke neither id nor owner", []string{"revoke", db}, "name what to revoke: a key id, or --owner OWNER"},
+		{"revoke empty owner", []string{"revoke", db, "--owner", " "}, "owner is required"},
+		{"revoke two ids", []string{"revoke", db, "AAAAAAAAAAAA", "BBBBBBBBBBBB"}, "accepts at most 1 arg(s)"},
 		{"migrate extra argument", []string{"migrate", db, "now"}, `unknown command "now"`},
 		{"unknown subcommand", []string{"nope"}, `unknown subcommand "nope"`},
 	}
@@ -803,5 +813,130 @@ func TestCLINewStoreIsAnnounced(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "list", "--database=sqlite://var/keys.db"); err == nil || !strings.Contains(err.Error(), "relative path") {
 		t.Errorf("sqlite://var/keys.db: %v", err)
+	}
+}
+
+// TestCLIListStatusesAndPages: list --status selects keys by status, and
+// --limit with --after walks every key once with the next page named on
+// stderr only (stdout stays a JSON array).
+func TestCLIListStatusesAndPages(t *testing.T) {
+	cliEnvironment(t)
+	db := "--database=sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	ids := cliKeys(t, db, []string{"--owner", "acme"}, []string{"--owner", "acme", "--not-before", "1h"}, []string{"--owner", "globex"}, nil)
+	if _, _, err := runCLI(t, "revoke", db, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	var walked []string
+	after := []string{}
+	for page := 0; page < 10; page++ {
+		got, errOut := cliList(t, db, append([]string{"--all", "--limit", "2"}, after...)...)
+		walked = append(walked, got...)
+		if len(got) < 2 {
+			if strings.Contains(errOut, "next page") {
+				t.Errorf("a page that is not full names a next page: %s", errOut)
+			}
+			break
+		}
+		want := "next page: --after " + got[1] + "\n"
+		if errOut != want {
+			t.Fatalf("stderr of a full page: %q, want %q", errOut, want)
+		}
+		after = []string{"--after", got[1]}
+	}
+	if !reflect.DeepEqual(walked, ids) {
+		t.Errorf("pages of 2 walked %v, want %v", walked, ids)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, ids[1:]},
+		{[]string{"--all"}, ids},
+		{[]string{"--status", "revoked"}, ids[:1]},
+		{[]string{"--status", "not_yet_valid", "--owner", "acme"}, ids[1:2]},
+		{[]string{"--status", "active, not_yet_valid"}, ids[1:]},
+		{[]string{"--status", "active", "--status", "revoked"}, []string{ids[0], ids[2], ids[3]}},
+		{[]string{"--status", "active", "--after", ids[2]}, ids[3:]},
+	} {
+		if got, _ := cliList(t, db, c.args...); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("list %v: %v, want %v", c.args, got, c.want)
+		}
+	}
+	if got, errOut := cliList(t, db, "--status", "expired", "--status", "not_yet_valid", "--owner", "globex"); len(got) != 0 ||
+		!strings.Contains(errOut, "No expired or not_yet_valid keys in sqlite:") || !strings.Contains(errOut, "(1 with another status: --all shows them)") {
+		t.Errorf("list with no key of the statuses: %v\n%s", got, errOut)
+	}
+	if got, errOut := cliList(t, db, "--all", "--after", ids[3]); len(got) != 0 || !strings.Contains(errOut, "No more keys after "+ids[3]) {
+		t.Errorf("list after the last key: %v\n%s", got, errOut)
+	}
+}
+
+// cliKeys creates a key with each of args (create's flags) and returns
+// their ids.
+func cliKeys(t *testing.T, db string, args ...[]string) []string {
+	t.Helper()
+	var ids []string
+	for _, a := range args {
+		out, errOut, err := runCLI(t, append([]string{"create", db, "--name", "k", "--json"}, a...)...)
+		var k keystore.Key
+		if err != nil || json.Unmarshal([]byte(out), &k) != nil {
+			t.Fatalf("create %v: %v\n%s", a, err, errOut)
+		}
+		ids = append(ids, k.ID)
+	}
+	return ids
+}
+
+// cliList runs list --json with args and returns the ids it listed and
+// what it said on stderr.
+func cliList(t *testing.T, db string, args ...string) (ids []string, errOut string) {
+	t.Helper()
+	out, errOut, err := runCLI(t, append([]string{"list", db, "--json"}, args...)...)
+	var keys []keystore.Key
+	if err != nil || json.Unmarshal([]byte(out), &keys) != nil {
+		t.Fatalf("list %v: %v\nstdout %s\nstderr %s", args, err, out, errOut)
+	}
+	ids = []string{}
+	for _, k := range keys {
+		ids = append(ids, k.ID)
+	}
+	return ids, errOut
+}
+
+// TestCLIRevokeOwner: revoke --owner revokes all of an owner's keys and no
+// other, once, saying what it did in text and JSON.
+func TestCLIRevokeOwner(t *testing.T) {
+	cliEnvironment(t)
+	db := "--database=sqlite:" + filepath.Join(t.TempDir(), "keys.db")
+	ids := cliKeys(t, db, []string{"--owner", "acme"}, []string{"--owner", "acme", "--not-before", "1h"}, []string{"--owner", "globex"}, nil)
+
+	out, _, err := runCLI(t, "revoke", db, "--owner", "acme")
+	if err != nil || strings.Count(out, "Revoked key ") != 2 || !strings.Contains(out, ids[0]) || !strings.Contains(out, ids[1]) ||
+		!strings.HasSuffix(out, "Revoked 2 keys of owner acme.\n") {
+		t.Fatalf("revoke --owner acme: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", db, "--owner", "acme")
+	if err != nil || !strings.Contains(out, "nothing revoked") {
+		t.Errorf("revoke --owner acme again: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", db, "--owner", "acme", "--json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("revoke --owner acme --json with nothing to revoke: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "revoke", db, "--owner", "globex", "--json")
+	var revoked []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &revoked) != nil || len(revoked) != 1 || revoked[0].ID != ids[2] || revoked[0].Status != "revoked" {
+		t.Errorf("revoke --owner globex --json: %v\n%s", err, out)
+	}
+	if got, _ := cliList(t, db, "--status", "revoked"); !reflect.DeepEqual(got, ids[:3]) {
+		t.Errorf("revoked keys: %v, want %v", got, ids[:3])
+	}
+	if got, _ := cliList(t, db); !reflect.DeepEqual(got, ids[3:]) {
+		t.Errorf("keys that work: %v, want the one without an owner, %v", got, ids[3:])
 	}
 }

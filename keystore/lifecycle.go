@@ -101,6 +101,61 @@ func (l *Lifecycle) Revoke(ctx context.Context, actor, id string) (k *Key, chang
 	return k, changed, nil
 }
 
+// RevokeOwner revokes every key of owner that is not revoked yet, in one
+// transaction with a revoke event for each: keys in a rotation's grace
+// are revoked too, their grace ending now. It returns the keys it revoked,
+// as they are now; none (and no event) when the owner had none left to
+// revoke. Each revocation reaches every gateway's cache as Revoke's does.
+func (l *Lifecycle) RevokeOwner(ctx context.Context, actor, owner string) ([]*Key, error) {
+	if err := ValidateActor(actor); err != nil {
+		return nil, err
+	}
+	if err := validateOwner(owner); err != nil {
+		return nil, err
+	}
+	at := l.now()
+	var revoked []*Key
+	err := l.Store.Change(ctx, func(tx Tx) error {
+		revoked = revoked[:0]
+		// OwnerKeys holds off other changes of keygate_keys until the
+		// transaction ends: a key created for the owner meanwhile is
+		// either seen here or made after, never missed.
+		keys, err := tx.OwnerKeys(ctx, owner)
+		if err != nil {
+			return err
+		}
+		for _, before := range keys {
+			if !before.RevokedAt.IsZero() && !at.Before(before.RevokedAt) {
+				continue // revoked already; a grace still running is not
+			}
+			k, changed, err := tx.Revoke(ctx, before.ID, at)
+			if err != nil {
+				return err
+			}
+			if !changed {
+				continue
+			}
+			if err := appendEvent(ctx, tx, actor, audit.ActionRevoke, at, before, k); err != nil {
+				return err
+			}
+			revoked = append(revoked, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("revoking the keys of owner %q: %w", owner, err)
+	}
+	return revoked, nil
+}
+
+// validateOwner checks the owner a change names for all of its keys.
+func validateOwner(owner string) error {
+	if strings.TrimSpace(owner) == "" {
+		return errors.New("owner is required")
+	}
+	return checkText("owner", owner, MaxOwnerLen)
+}
+
 // appendEvent records a change of a key from before to after (either may
 // be nil) as an audit event.
 func appendEvent(ctx context.Context, tx Tx, actor, action string, at time.Time, before, after *Key) error {
@@ -130,10 +185,7 @@ func (l *Lifecycle) SetOwnerLimits(ctx context.Context, actor, owner string, lim
 	if err := ValidateActor(actor); err != nil {
 		return false, err
 	}
-	if strings.TrimSpace(owner) == "" {
-		return false, errors.New("owner is required")
-	}
-	if err := checkText("owner", owner, MaxOwnerLen); err != nil {
+	if err := validateOwner(owner); err != nil {
 		return false, err
 	}
 	if err := lim.ValidateForOwner(); err != nil {

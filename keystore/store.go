@@ -3,6 +3,9 @@ package keystore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/audit"
@@ -63,6 +66,12 @@ type Tx interface {
 	Retire(ctx context.Context, id, replacedBy string, at time.Time) (*Key, error)
 	// Delete removes the key with id and returns it, or ErrNotFound.
 	Delete(ctx context.Context, id string) (*Key, error)
+	// OwnerKeys returns every key of owner, revoked ones included, ordered
+	// by creation time, then id. It first locks keygate_keys against
+	// changes from other transactions until this one ends, so that the keys
+	// it returns are all the owner has until then: a key inserted for the
+	// owner meanwhile waits, and comes after.
+	OwnerKeys(ctx context.Context, owner string) ([]*Key, error)
 	// SetOwnerLimits sets the limits an owner's keys share (nil clears
 	// them) and returns the ones it replaced. Every cache holding one of
 	// the owner's keys is told, as for a change of the key.
@@ -95,7 +104,8 @@ type Keys interface {
 	Lookup(ctx context.Context, d Digest) (*Key, error)
 	// Get returns the key with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Key, error)
-	// List returns keys ordered by creation time, then id.
+	// List returns the keys f selects, ordered by creation time, then
+	// id. It refuses a filter that does not pass ListFilter.Validate.
 	List(ctx context.Context, f ListFilter) ([]*Key, error)
 	// Change runs f in one transaction: key changes and the audit events
 	// that record them commit together or not at all.
@@ -151,17 +161,49 @@ type Registry interface {
 	ResetPepperCheck(ctx context.Context) error
 }
 
-// ListFilter selects keys for Store.List.
+// ListFilter selects keys for Store.List, which returns them ordered by
+// creation time, then id.
 type ListFilter struct {
 	// Owner, if set, keeps only that owner's keys.
 	Owner string
-	// IncludeInactive also returns revoked and expired keys.
-	IncludeInactive bool
-	// Now decides what counts as expired; zero means time.Now().
+	// Statuses, if not empty, keeps only the keys whose Status at Now is
+	// one of them; nil (or empty) keeps every key, whatever its status.
+	// WorkingStatuses are those of the keys that work or will.
+	Statuses []string
+	// Now is the time statuses are judged at; zero means time.Now().
 	Now time.Time
+	// After, if set, is the id of the last key of the previous page: the
+	// keys listed come strictly after it in (creation time, id) order. A
+	// key that does not exist (any more) is an error matching ErrNotFound,
+	// not an empty page.
+	After string
 	// Limit caps the number of keys; zero means no cap.
 	Limit int
 }
+
+// Validate checks f before it reaches a store: every status is one Key.Status
+// returns, and the limit is not negative.
+func (f ListFilter) Validate() error {
+	for _, s := range f.Statuses {
+		if !slices.Contains(allStatuses, s) {
+			return fmt.Errorf("unknown key status %q (valid: %s)", s, strings.Join(allStatuses, ", "))
+		}
+	}
+	if f.Limit < 0 {
+		return fmt.Errorf("limit %d is negative", f.Limit)
+	}
+	return nil
+}
+
+// allStatuses are every answer of Key.Status.
+var allStatuses = []string{StatusActive, StatusNotYetValid, StatusRevoked, StatusExpired}
+
+// AllStatuses returns every status a key can have.
+func AllStatuses() []string { return slices.Clone(allStatuses) }
+
+// WorkingStatuses returns the statuses of keys that work now or will
+// without a change: active and not yet valid.
+func WorkingStatuses() []string { return []string{StatusActive, StatusNotYetValid} }
 
 // Options configure Open.
 type Options struct {

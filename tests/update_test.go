@@ -2,6 +2,7 @@ package tests
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -199,6 +200,47 @@ func TestAllowlistThroughCaddy(t *testing.T) {
 		sb.mustCLI("update", k.ID, "--no-allow-cidr")
 		if out := sb.mustCLI("show", k.ID).stdout; strings.Contains(out, "Allowed from") {
 			t.Errorf("show after --no-allow-cidr:\n%s", out)
+		}
+	})
+}
+
+// TestUpdateFieldsReachTheGateway: on both stores, with the key cached for
+// an hour, a running gateway sees an update of the name (the upstream's
+// placeholder header), of the key's own rate limit (set and removed) and
+// of its expiry, each within seconds; each update is audited.
+func TestUpdateFieldsReachTheGateway(t *testing.T) {
+	forEachStore(t, func(t *testing.T, sb *sandbox) {
+		up := newUpstream(t)
+		k := sb.createKey("before")
+		g := newGateway(t, sb)
+		g.start(g.site(fmt.Sprintf("\tapi_key {\n\t\t%s\n\t\tcache {\n\t\t\tttl 1h\n\t\t}\n\t}\n\treverse_proxy %s {\n\t\theader_up X-Key-Name {api_key.name}\n\t}",
+			sb.storeOptions(), up.hostPort())))
+		waitForLog(t, g, watchingLog, 1, 20*time.Second)
+		wantUpstream(t, "before the updates", bearer(t, g.url+"/", k.Key))
+		seen := func(what string, ok func(r response) bool) {
+			t.Helper()
+			if found, took := pollUntil(10*time.Second, 20*time.Millisecond, func() bool { return ok(bearer(t, g.url+"/", k.Key)) }); !found {
+				t.Fatalf("the gateway did not see %s within 10s", what)
+			} else {
+				t.Logf("%s seen after %v", what, took)
+			}
+		}
+
+		sb.mustCLI("update", k.ID, "--name", "after")
+		seen("the new name", func(r response) bool {
+			reqs := up.requests()
+			return r.status == http.StatusOK && reqs[len(reqs)-1].Header.Get("X-Key-Name") == "after"
+		})
+		sb.mustCLI("update", k.ID, "--rate", "1/m")
+		seen("the key's rate limit", func(r response) bool { return r.status == http.StatusTooManyRequests })
+		sb.mustCLI("update", k.ID, "--no-limits")
+		seen("the rate limit removed", func(r response) bool { return r.status == http.StatusOK })
+		sb.mustCLI("update", k.ID, "--expires", "2s")
+		seen("the new expiry", func(r response) bool {
+			return r.status == http.StatusUnauthorized && r.problem(t).Code == "expired_key"
+		})
+		if res := sb.mustCLI("audit", "--key", k.ID, "--json"); strings.Count(res.stdout, `"action": "update"`)+strings.Count(res.stdout, `"action":"update"`) != 4 {
+			t.Errorf("audit of the key, want 4 updates:\n%s", res.stdout)
 		}
 	})
 }

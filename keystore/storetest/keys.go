@@ -149,11 +149,12 @@ func testStoreList(t *testing.T, kind Backend) {
 			t.Fatalf("List(%+v) = %v, want %v", f, got, want)
 		}
 	}
-	check(keystore.ListFilter{}, ids[0], ids[1], ids[3])
-	check(keystore.ListFilter{Owner: "acme"}, ids[0], ids[3])
-	check(keystore.ListFilter{Owner: "acme", IncludeInactive: true}, ids[0], ids[2], ids[3])
-	check(keystore.ListFilter{IncludeInactive: true, Limit: 2}, ids[0], ids[1])
-	check(keystore.ListFilter{Now: time.Now().Add(2 * time.Hour)})
+	working := keystore.WorkingStatuses()
+	check(keystore.ListFilter{Statuses: working}, ids[0], ids[1], ids[3])
+	check(keystore.ListFilter{Owner: "acme", Statuses: working}, ids[0], ids[3])
+	check(keystore.ListFilter{Owner: "acme"}, ids[0], ids[2], ids[3])
+	check(keystore.ListFilter{Limit: 2}, ids[0], ids[1])
+	check(keystore.ListFilter{Statuses: working, Now: time.Now().Add(2 * time.Hour)})
 	check(keystore.ListFilter{Owner: "nobody"})
 }
 

@@ -65,7 +65,7 @@ func testRotate(t *testing.T, kind Backend) {
 	if want := "create,rotate,create,revoke"; strings.Join(actions, ",") != want {
 		t.Fatalf("events: %v, want %s", actions, want)
 	}
-	listed, err := s.List(ctx, keystore.ListFilter{Owner: "acme", Now: now})
+	listed, err := s.List(ctx, keystore.ListFilter{Owner: "acme", Statuses: keystore.WorkingStatuses(), Now: now})
 	if err != nil || len(listed) != 1 || listed[0].ID != rec.ID {
 		t.Fatalf("active keys after the revoke: %v, %v", listed, err)
 	}

@@ -317,6 +317,20 @@ var mutations = []mutation{
 		pkg:  "./keystore/sqlite", tests: "TestConformance",
 	},
 	{
+		name: "owner revocation: a key created meanwhile slips past the revocation (no LockKeys)",
+		file: "keystore/internal/sqlstore/keys.go",
+		from: "\tif s.d.LockKeys != \"\" {",
+		to:   "\tif false && s.d.LockKeys != \"\" {",
+		pkg:  "./keystore/postgres", tests: "TestConformance/RevokeOwnerHoldsOffNewKeys",
+	},
+	{
+		name: "list: a key in its rotation's grace is listed as revoked",
+		file: "keystore/internal/sqlstore/keys.go",
+		from: "return \"k.revoked_at IS NOT NULL AND k.revoked_at <= \" + now",
+		to:   "return \"k.revoked_at IS NOT NULL\"",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/ListStatuses",
+	},
+	{
 		name: "owner limits: an owner's rate is not checked",
 		file: "caddymodule/step_ratelimit.go",
 		from: "\top, owned := x.key.OwnerLimits.RatePolicy()",

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/audit"
@@ -13,20 +14,71 @@ import (
 
 // List returns the keys f selects.
 func (s *Store) List(ctx context.Context, f keystore.ListFilter) ([]*keystore.Key, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
 	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
-	q := keystore.KeySelect + " WHERE ($1 = '' OR k.owner = $1)"
 	args := []any{f.Owner}
-	if !f.IncludeInactive {
-		q += " AND (k.revoked_at IS NULL OR k.revoked_at > $2) AND (k.expires_at IS NULL OR k.expires_at > $2)"
-		args = append(args, s.d.Time.Value(f.At()))
+	// arg adds a statement argument and returns its placeholder: each is
+	// added only when used, since PostgreSQL cannot type one that is not.
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	q := keystore.KeySelect + " WHERE ($1 = '' OR k.owner = $1)"
+	if len(f.Statuses) > 0 {
+		now := arg(s.d.Time.Value(f.At()))
+		conds := make([]string, len(f.Statuses))
+		for i, st := range f.Statuses {
+			conds[i] = "(" + statusWhere(st, now) + ")"
+		}
+		q += " AND (" + strings.Join(conds, " OR ") + ")"
+	}
+	if f.After != "" {
+		// The page starts after the cursor key's place, read first: a
+		// cursor deleted since is an error rather than an empty page.
+		var created time.Time
+		err := s.db.QueryRow(ctx, "SELECT created_at FROM keygate_keys WHERE id = $1", f.After).Scan(s.d.Time.Dest(&created))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("listing keys after key %s: %w", f.After, keystore.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing keys after key %s: %w", f.After, err)
+		}
+		q += " AND (k.created_at, k.id) > (" + arg(s.d.Time.Value(created)) + ", " + arg(f.After) + ")"
 	}
 	q += " ORDER BY k.created_at, k.id"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := s.db.Query(ctx, q, args...)
+	return s.listKeys(ctx, s.db, q, args...)
+}
+
+// statusWhere is the condition that a key of keygate_keys k has status
+// at the time in placeholder now, decided exactly as Key.Status decides
+// it: revocation wins over expiry, expiry over a start still to come, and
+// a revocation still to come (a rotation's grace) is none yet.
+func statusWhere(status, now string) string {
+	notRevoked := "(k.revoked_at IS NULL OR k.revoked_at > " + now + ")"
+	notExpired := "(k.expires_at IS NULL OR k.expires_at > " + now + ")"
+	switch status {
+	case keystore.StatusRevoked:
+		return "k.revoked_at IS NOT NULL AND k.revoked_at <= " + now
+	case keystore.StatusExpired:
+		return notRevoked + " AND k.expires_at IS NOT NULL AND k.expires_at <= " + now
+	case keystore.StatusNotYetValid:
+		return notRevoked + " AND " + notExpired + " AND k.not_before IS NOT NULL AND k.not_before > " + now
+	case keystore.StatusActive:
+		return notRevoked + " AND " + notExpired + " AND (k.not_before IS NULL OR k.not_before <= " + now + ")"
+	}
+	panic("statusWhere: unknown status " + status) // ListFilter.Validate refuses it first
+}
+
+// listKeys runs a query of keystore.KeySelect and reads the keys.
+func (s *Store) listKeys(ctx context.Context, q Querier, query string, args ...any) ([]*keystore.Key, error) {
+	rows, err := q.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing keys: %w", err)
 	}
@@ -172,6 +224,26 @@ func (s *Store) delete(ctx context.Context, q Querier, id string) (*keystore.Key
 		return nil, fmt.Errorf("deleting key %s: %w", id, err)
 	}
 	return k, nil
+}
+
+func (t tx) OwnerKeys(ctx context.Context, owner string) ([]*keystore.Key, error) {
+	return t.s.ownerKeys(ctx, t.q, owner)
+}
+
+// ownerKeys returns every key of owner once no other transaction can
+// change keygate_keys until this one ends (SQLite's write lock is held
+// from BEGIN).
+func (s *Store) ownerKeys(ctx context.Context, q Querier, owner string) ([]*keystore.Key, error) {
+	if s.d.LockKeys != "" {
+		if _, err := q.Exec(ctx, s.d.LockKeys); err != nil {
+			return nil, fmt.Errorf("locking the keys of owner %q: %w", owner, err)
+		}
+	}
+	keys, err := s.listKeys(ctx, q, keystore.KeySelect+" WHERE k.owner = $1 ORDER BY k.created_at, k.id", owner)
+	if err != nil {
+		return nil, fmt.Errorf("owner %q: %w", owner, err)
+	}
+	return keys, nil
 }
 
 func (t tx) SetOwnerLimits(ctx context.Context, owner string, l *keystore.Limits) (*keystore.Limits, error) {
