@@ -53,6 +53,7 @@ type App struct {
 	RateLimitKeys int `json:"rate_limit_keys,omitempty"`
 
 	clock clock.Clock // nil: the system's
+	admin *adminHold  // the admin API's store, while this app runs
 }
 
 // UsageConfig configures usage metering.
@@ -143,6 +144,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 
 // Provision checks the settings that need no outside resource.
 func (a *App) Provision(caddy.Context) error {
+	a.admin = new(adminHold)
 	if a.Prefix != "" {
 		if err := keystore.ValidatePrefix(a.Prefix); err != nil {
 			return fmt.Errorf("keygate prefix: %v", err)
@@ -157,10 +159,23 @@ func (a *App) Provision(caddy.Context) error {
 	return nil
 }
 
-// Start and Stop have nothing to do: what the app shares is opened when
-// handlers are provisioned and closed when the last one is cleaned up.
-func (a *App) Start() error { return nil }
-func (a *App) Stop() error  { return nil }
+// Start makes the app the one the admin API reads its settings from.
+// What handlers share is opened when they are provisioned and closed when
+// the last one is cleaned up.
+func (a *App) Start() error {
+	runningApp.Store(a)
+	return nil
+}
+
+// Stop lets go of the admin API's store; the next configuration's app
+// has taken over (or none will).
+func (a *App) Stop() error {
+	runningApp.CompareAndSwap(a, nil)
+	if a.admin != nil {
+		a.admin.release()
+	}
+	return nil
+}
 
 // keygateApp returns the configuration's Keygate app, an empty one if it
 // has none.

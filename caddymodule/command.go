@@ -337,9 +337,9 @@ the key with that id, the last of the previous page.`,
 			}
 			if asJSON {
 				now := time.Now()
-				out := make([]keyWithStatus, 0, len(keys))
+				out := make([]keystore.KeyStatus, 0, len(keys))
 				for _, k := range keys {
-					out = append(out, keyWithStatus{k, k.Status(now)})
+					out = append(out, keystore.WithStatus(k, now))
 				}
 				return writeJSON(e.out, out)
 			}
@@ -434,22 +434,16 @@ func showCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			lastUsed, err := s.LastUsed(e.ctx, id)
-			if err != nil {
-				return err
-			}
-			spent, err := spentLimits(e, s, k, time.Now())
+			// Quota and uses as the store has counted them (gateways
+			// write their counts every second).
+			d, err := keystore.Detail(e.ctx, s, k, time.Now())
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return writeJSON(e.out, struct {
-					keyWithStatus
-					LastUsedAt time.Time `json:"last_used_at,omitzero"`
-					*spentJSON
-				}{keyWithStatus{k, k.Status(time.Now())}, lastUsed, spent})
+				return writeJSON(e.out, d)
 			}
-			printKey(e.out, k, lastUsed, spent)
+			printKey(e.out, k, d.LastUsedAt, d.Spent)
 			return nil
 		})
 }
@@ -499,7 +493,7 @@ func revokeKey(e *cliEnv, s keystore.Store, id string, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
+		return writeJSON(e.out, keystore.ChangedKey{KeyStatus: keystore.WithStatus(k, time.Now()), Changed: changed})
 	}
 	if changed {
 		fmt.Fprintf(e.out, "Revoked key %s at %s.\n", k.ID, formatTime(k.RevokedAt))
@@ -516,9 +510,9 @@ func revokeOwner(e *cliEnv, s keystore.Store, owner string, asJSON bool) error {
 	}
 	if asJSON {
 		now := time.Now()
-		out := make([]keyWithStatus, 0, len(keys))
+		out := make([]keystore.KeyStatus, 0, len(keys))
 		for _, k := range keys {
-			out = append(out, keyWithStatus{k, k.Status(now)})
+			out = append(out, keystore.WithStatus(k, now))
 		}
 		return writeJSON(e.out, out)
 	}
@@ -741,19 +735,6 @@ func keyIDArg(arg string) (string, error) {
 	return "", fmt.Errorf("%q is not a key id (12 letters and digits)", arg)
 }
 
-// keyWithStatus is a key as the CLI prints it in JSON: the record and its
-// status now.
-type keyWithStatus struct {
-	*keystore.Key
-	Status string `json:"status"`
-}
-
-// changedKey is the JSON answer of a command that may change a key.
-type changedKey struct {
-	keyWithStatus
-	Changed bool `json:"changed"`
-}
-
 // noKey turns ErrNotFound into an error naming the id and the store.
 func noKey(e *cliEnv, id string, err error) error {
 	if errors.Is(err, keystore.ErrNotFound) {
@@ -840,7 +821,7 @@ func describe(k *keystore.Key) string {
 	return strings.Join(parts, ", ")
 }
 
-func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time, spent *spentJSON) {
+func printKey(w io.Writer, k *keystore.Key, lastUsed time.Time, spent *keystore.Spent) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "ID:\t%s\n", k.ID)
 	fmt.Fprintf(tw, "Name:\t%s\n", k.Name)

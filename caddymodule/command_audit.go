@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,35 +127,6 @@ func verifyAudit(e *cliEnv, s keystore.Store, want *audit.Head, asJSON bool) err
 	return nil
 }
 
-// eventJSON is an event as `audit --json` prints it: states as JSON
-// objects, hashes in hex.
-type eventJSON struct {
-	Seq    int64     `json:"seq"`
-	Time   time.Time `json:"time"`
-	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
-	KeyID  string    `json:"key_id"`
-	Owner  string    `json:"owner,omitempty"`
-	Before any       `json:"before"`
-	After  any       `json:"after"`
-	Prev   string    `json:"prev"`
-	Hash   string    `json:"hash"`
-}
-
-// state is a stored state as printed: the JSON object it holds, null
-// when empty, or the text itself if it is not JSON (a row edited by hand
-// is shown as it is).
-func state(s string) any {
-	switch {
-	case s == "":
-		return nil
-	case json.Valid([]byte(s)):
-		return json.RawMessage(s)
-	default:
-		return s
-	}
-}
-
 func listAudit(e *cliEnv, s keystore.Store, f audit.Filter, asJSON bool) error {
 	var events []*audit.Event
 	if err := s.Events(e.ctx, f, func(ev *audit.Event) error { events = append(events, ev); return nil }); err != nil {
@@ -166,10 +136,9 @@ func listAudit(e *cliEnv, s keystore.Store, f audit.Filter, asJSON bool) error {
 		fmt.Fprintf(e.errOut, "No audit events in %s%s.\n", keystore.RedactDSN(e.dsn), describeFilter(f))
 	}
 	if asJSON {
-		out := make([]eventJSON, 0, len(events))
+		out := make([]audit.Record, 0, len(events))
 		for _, ev := range events {
-			out = append(out, eventJSON{ev.Seq, ev.Time, ev.Actor, ev.Action, ev.KeyID, ev.Owner,
-				state(ev.Before), state(ev.After), hex.EncodeToString(ev.Prev), hex.EncodeToString(ev.Hash)})
+			out = append(out, audit.RecordOf(ev))
 		}
 		return writeJSON(e.out, out)
 	}

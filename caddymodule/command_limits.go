@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -87,38 +86,4 @@ func describeLimits(l *keystore.Limits) string {
 		parts = append(parts, u)
 	}
 	return strings.Join(parts, ", ")
-}
-
-// spentJSON is how much of a key's quota and uses the store has counted
-// (gateways write their counts every second).
-type spentJSON struct {
-	QuotaUsed *int64 `json:"quota_used,omitempty"` // in the current UTC day or month
-	UsesLeft  *int64 `json:"uses_left,omitempty"`
-}
-
-// spentLimits reads the counters of k's quota and uses; nil when it has
-// neither.
-func spentLimits(e *cliEnv, s keystore.Store, k *keystore.Key, now time.Time) (*spentJSON, error) {
-	q, hasQuota := k.Limits.QuotaLimit()
-	u, hasUses := k.Limits.UsesLimit()
-	if !hasQuota && !hasUses {
-		return nil, nil
-	}
-	out := &spentJSON{}
-	if hasQuota {
-		n, err := s.Count(e.ctx, "quota:"+k.ID, q.Period.Start(now))
-		if err != nil {
-			return nil, err
-		}
-		out.QuotaUsed = &n
-	}
-	if hasUses {
-		n, err := s.Count(e.ctx, "uses:"+k.ID, u.Period.Start(now))
-		if err != nil {
-			return nil, err
-		}
-		left := max(0, u.Limit-n)
-		out.UsesLeft = &left
-	}
-	return out, nil
 }

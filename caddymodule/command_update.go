@@ -54,7 +54,7 @@ changed.`,
 				return noKey(e, id, err)
 			}
 			if asJSON {
-				return writeJSON(e.out, changedKey{keyWithStatus{k, k.Status(time.Now())}, changed})
+				return writeJSON(e.out, keystore.ChangedKey{KeyStatus: keystore.WithStatus(k, time.Now()), Changed: changed})
 			}
 			if changed {
 				fmt.Fprintf(e.out, "Updated key %s: %s.\n", k.ID, describe(k))
@@ -172,7 +172,7 @@ func deleteCommand() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeJSON(e.out, keyWithStatus{k, "deleted"})
+				return writeJSON(e.out, keystore.KeyStatus{Key: k, Status: "deleted"})
 			}
 			fmt.Fprintf(e.out, "Deleted key %s (%s). Its audit events stay; gateways refuse it like an unknown key.\n", k.ID, describe(k))
 			return nil

@@ -63,9 +63,9 @@ seconds may not be there yet.`,
 				}
 			}
 			if asJSON {
-				out := make([]usageJSON, 0, len(buckets))
+				out := make([]keystore.UsageReport, 0, len(buckets))
 				for _, b := range buckets {
-					out = append(out, newUsageJSON(b))
+					out = append(out, b.Report())
 				}
 				return writeJSON(e.out, out)
 			}
@@ -90,37 +90,5 @@ seconds may not be there yet.`,
 func printUsageRow(tw *tabwriter.Writer, label string, c keystore.UsageCounts) {
 	fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", label, c.Requests(),
 		c.Status[keystore.Class1xx], c.Status[keystore.Class2xx], c.Status[keystore.Class3xx], c.Status[keystore.Class4xx], c.Status[keystore.Class5xx],
-		c.BytesIn, c.BytesOut, avgLatency(c).Round(10*time.Microsecond))
-}
-
-func avgLatency(c keystore.UsageCounts) time.Duration {
-	if n := c.Requests(); n > 0 {
-		return time.Duration(c.LatencyMicros/n) * time.Microsecond
-	}
-	return 0
-}
-
-// usageJSON is a bucket as `usage --json` prints it.
-type usageJSON struct {
-	Start          time.Time `json:"start"`
-	Requests       int64     `json:"requests"`
-	Status1xx      int64     `json:"1xx"`
-	Status2xx      int64     `json:"2xx"`
-	Status3xx      int64     `json:"3xx"`
-	Status4xx      int64     `json:"4xx"`
-	Status5xx      int64     `json:"5xx"`
-	BytesIn        int64     `json:"bytes_in"`
-	BytesOut       int64     `json:"bytes_out"`
-	LatencyMicros  int64     `json:"latency_us_total"`
-	AvgLatencyMsec float64   `json:"latency_ms_avg"`
-}
-
-func newUsageJSON(b keystore.UsageBucket) usageJSON {
-	return usageJSON{
-		Start: b.Start, Requests: b.Requests(),
-		Status1xx: b.Status[keystore.Class1xx], Status2xx: b.Status[keystore.Class2xx], Status3xx: b.Status[keystore.Class3xx],
-		Status4xx: b.Status[keystore.Class4xx], Status5xx: b.Status[keystore.Class5xx],
-		BytesIn: b.BytesIn, BytesOut: b.BytesOut, LatencyMicros: b.LatencyMicros,
-		AvgLatencyMsec: float64(avgLatency(b.UsageCounts).Microseconds()) / 1000,
-	}
+		c.BytesIn, c.BytesOut, c.AvgLatency().Round(10*time.Microsecond))
 }

@@ -97,7 +97,7 @@ func (l *Lifecycle) Update(ctx context.Context, actor, id string, c KeyChange) (
 		return nil, false, err
 	}
 	if c.IsZero() {
-		return nil, false, errors.New("nothing to change: name a field to update")
+		return nil, false, invalid(errors.New("nothing to change: name a field to update"))
 	}
 	at := l.now()
 	err = l.Store.Change(ctx, func(tx Tx) error {
@@ -106,10 +106,10 @@ func (l *Lifecycle) Update(ctx context.Context, actor, id string, c KeyChange) (
 			return err
 		}
 		if !before.RevokedAt.IsZero() {
-			return fmt.Errorf("key %s is revoked: a revoked key cannot be changed", id)
+			return conflict(fmt.Errorf("key %s is revoked: a revoked key cannot be changed", id))
 		}
 		if k, err = c.apply(before, at); err != nil {
-			return err
+			return invalid(err)
 		}
 		if sameFields(before, k) {
 			return errUnchanged

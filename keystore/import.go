@@ -52,6 +52,9 @@ type ImportError struct{ Rows []RowError }
 // maxReportedRows bounds the rows an ImportError's message lists.
 const maxReportedRows = 50
 
+// Is makes an ImportError match ErrInvalid.
+func (e *ImportError) Is(target error) bool { return target == ErrInvalid }
+
 func (e *ImportError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "nothing imported: %d bad row(s)", len(e.Rows))
@@ -90,10 +93,10 @@ func (l *Lifecycle) importRows(ctx context.Context, actor string, rows []ImportR
 		return nil, errors.New("importing keys needs the pepper")
 	}
 	if len(rows)+len(bad) > MaxImportRows {
-		return nil, fmt.Errorf("%d rows is more than one import takes (%d); split the file", len(rows)+len(bad), MaxImportRows)
+		return nil, invalid(fmt.Errorf("%d rows is more than one import takes (%d); split the file", len(rows)+len(bad), MaxImportRows))
 	}
 	if len(rows)+len(bad) == 0 {
-		return nil, errors.New("no keys to import")
+		return nil, invalid(errors.New("no keys to import"))
 	}
 	prefixes, err := l.keygatePrefixes(ctx)
 	if err != nil {

@@ -299,7 +299,7 @@ func importFieldType(field string) string {
 func (l *Lifecycle) ImportFile(ctx context.Context, actor string, r io.Reader, format string, dryRun bool) ([]Imported, error) {
 	rows, bad, err := ParseImport(r, format)
 	if err != nil {
-		return nil, err
+		return nil, invalid(err)
 	}
 	return l.importRows(ctx, actor, rows, bad, dryRun)
 }

@@ -31,9 +31,9 @@ const MaxActorLen = 200
 // text without control characters.
 func ValidateActor(actor string) error {
 	if actor == "" {
-		return errors.New("actor is required: who makes the change")
+		return invalid(errors.New("actor is required: who makes the change"))
 	}
-	return checkText("actor", actor, MaxActorLen)
+	return invalid(checkText("actor", actor, MaxActorLen))
 }
 
 func (l *Lifecycle) now() time.Time {
@@ -54,7 +54,7 @@ func (l *Lifecycle) Create(ctx context.Context, actor string, p NewKeyParams) (s
 	}
 	created := l.now()
 	if err := p.Validate(created); err != nil {
-		return "", nil, err
+		return "", nil, invalid(err)
 	}
 	for attempt := 0; attempt < idAttempts; attempt++ {
 		key, rec, err := newKey(l.Format, l.Hasher, p, created)
@@ -151,9 +151,9 @@ func (l *Lifecycle) RevokeOwner(ctx context.Context, actor, owner string) ([]*Ke
 // validateOwner checks the owner a change names for all of its keys.
 func validateOwner(owner string) error {
 	if strings.TrimSpace(owner) == "" {
-		return errors.New("owner is required")
+		return invalid(errors.New("owner is required"))
 	}
-	return checkText("owner", owner, MaxOwnerLen)
+	return invalid(checkText("owner", owner, MaxOwnerLen))
 }
 
 // appendEvent records a change of a key from before to after (either may
@@ -189,7 +189,7 @@ func (l *Lifecycle) SetOwnerLimits(ctx context.Context, actor, owner string, lim
 		return false, err
 	}
 	if err := lim.ValidateForOwner(); err != nil {
-		return false, err
+		return false, invalid(err)
 	}
 	at := l.now()
 	err = l.Store.Change(ctx, func(tx Tx) error {

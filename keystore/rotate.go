@@ -38,7 +38,7 @@ func (l *Lifecycle) Rotate(ctx context.Context, actor, id string, grace time.Dur
 		return "", nil, nil, errors.New("rotating a key needs the pepper")
 	}
 	if grace < 0 || grace > MaxGrace {
-		return "", nil, nil, fmt.Errorf("grace %v must be 0 to %v", grace, MaxGrace)
+		return "", nil, nil, invalid(fmt.Errorf("grace %v must be 0 to %v", grace, MaxGrace))
 	}
 	at := l.now()
 	for attempt := 0; attempt < idAttempts; attempt++ {
@@ -48,10 +48,10 @@ func (l *Lifecycle) Rotate(ctx context.Context, actor, id string, grace time.Dur
 				return err
 			}
 			if !before.RevokedAt.IsZero() {
-				return fmt.Errorf("key %s is revoked or being retired already: rotate its replacement", id)
+				return conflict(fmt.Errorf("key %s is revoked or being retired already: rotate its replacement", id))
 			}
 			if s := before.Status(at); s != StatusActive && s != StatusNotYetValid {
-				return fmt.Errorf("key %s is %s: only a working key can be rotated", id, s)
+				return conflict(fmt.Errorf("key %s is %s: only a working key can be rotated", id, s))
 			}
 			p := NewKeyParams{Name: before.Name, Owner: before.Owner, Scopes: before.Scopes, Metadata: before.Metadata,
 				ExpiresAt: before.ExpiresAt, NotBefore: before.NotBefore, Limits: before.Limits, AllowCIDRs: before.AllowCIDRs}
@@ -61,7 +61,7 @@ func (l *Lifecycle) Rotate(ctx context.Context, actor, id string, grace time.Dur
 			f, err := formatOf(before)
 			if before.IsLegacy() {
 				if f, err = l.Format, nil; f.prefix == "" {
-					err = fmt.Errorf("key %s is a legacy key: rotating it needs the prefix of its Keygate replacement", id)
+					err = invalid(fmt.Errorf("key %s is a legacy key: rotating it needs the prefix of its Keygate replacement", id))
 				}
 			}
 			if err != nil {

@@ -590,6 +590,11 @@ type problem struct {
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
+	// Rows are the bad lines of a rejected import (admin API).
+	Rows []struct {
+		Line  int    `json:"line"`
+		Error string `json:"error"`
+	} `json:"rows"`
 }
 
 func (r response) problem(t testing.TB) problem {

@@ -37,6 +37,27 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "admin API: unknown JSON members accepted",
+		file: "adminapi/routes.go",
+		from: "\tdec.DisallowUnknownFields()\n",
+		to:   "\n",
+		pkg:  "./tests", tests: "TestAdminAPI$",
+	},
+	{
+		name: "admin API: the audit actor is not the caller",
+		file: "adminapi/adminapi.go",
+		from: "return truncateActor(\"admin:\" + r.RemoteAddr)",
+		to:   "return \"admin\"",
+		pkg:  "./adminapi", tests: "TestActorOf",
+	},
+	{
+		name: "admin API: a refused value answers 503",
+		file: "adminapi/adminapi.go",
+		from: "\tcase errors.Is(err, keystore.ErrInvalid):\n",
+		to:   "\tcase false:\n",
+		pkg:  "./tests", tests: "TestAdminAPI$",
+	},
+	{
 		name: "import: a bad row does not stop the good ones",
 		file: "keystore/import.go",
 		from: "\tif len(bad) > 0 {\n\t\tslices.SortStableFunc",
