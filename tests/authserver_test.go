@@ -10,7 +10,8 @@ import (
 )
 
 // TestAuthServerBehindForwardAuth: Keygate as the auth service of Caddy's
-// forward_auth, as docs/auth-server.md shows it. One Caddy runs the auth
+// forward_auth, with the configuration docs/auth-server.md shows (its
+// first Caddyfile, on the test's ports). One Caddy runs the auth
 // site (api_key with auth_server, on a port of its own) and the front
 // site that asks it before proxying. The upstream gets the identity the
 // auth site answered and, with request_header -Authorization after
@@ -25,13 +26,24 @@ func TestAuthServerBehindForwardAuth(t *testing.T) {
 		g := newGateway(t, sb)
 		g.globals = "\tkeygate {\n\t\tusage {\n\t\t\tflush_interval 200ms\n\t\t}\n\t}\n"
 		authPort, keepPort := freePort(t), freePort(t)
-		front := func(stripKey string) string {
-			return fmt.Sprintf("\tforward_auth 127.0.0.1:%d {\n\t\turi /verify\n\t\tcopy_headers X-Api-Key-Id X-Api-Key-Owner\n\t}\n%s\treverse_proxy %s",
-				authPort, stripKey, up.hostPort())
+		// The documented configuration, on the test's ports and store,
+		// with a rate limit the test can reach.
+		doc := fencedBlocks(t, "../docs/auth-server.md", "caddyfile")[0]
+		sites := strings.NewReplacer(
+			"127.0.0.1:9000", fmt.Sprintf("127.0.0.1:%d", authPort),
+			"api.example.com {", fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1", g.port),
+			"127.0.0.1:8081", up.hostPort(),
+			"\t\tauth_server\n", "\t\t"+sb.storeOptions()+"\n\t\tauth_server\n",
+			"rate_limit 100/m", "rate_limit 2/m",
+		).Replace(doc)
+		if strings.Count(sites, up.hostPort()) != 1 || !strings.Contains(sites, "rate_limit 2/m") || !strings.Contains(sites, "request_header -Authorization") {
+			t.Fatalf("docs/auth-server.md's first Caddyfile is not the one this test expects:\n%s", doc)
 		}
-		g.start(siteBlock(authPort, fmt.Sprintf("\tapi_key {\n\t\t%s\n\t\tauth_server\n\t\trate_limit 2/m\n\t}", sb.storeOptions()))+
-			g.site(front("\trequest_header -Authorization\n"))+
-			siteBlock(keepPort, front("")), authPort, keepPort)
+		// The same front without request_header, to show what
+		// forward_auth alone passes on.
+		keep := siteBlock(keepPort, fmt.Sprintf("\tforward_auth 127.0.0.1:%d {\n\t\turi /verify\n\t\tcopy_headers X-Api-Key-Id X-Api-Key-Owner\n\t}\n\treverse_proxy %s",
+			authPort, up.hostPort()))
+		g.start(sites+"\n"+keep, authPort, keepPort)
 		keepURL := fmt.Sprintf("http://127.0.0.1:%d", keepPort)
 
 		// Admitted: the identity comes from the auth site, whatever the
