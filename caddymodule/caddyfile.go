@@ -27,6 +27,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		owner_header      <name> | off
 //		realm             <realm>
 //		handle_errors
+//		auth_server
 //		retry_after       <duration>
 //		store_timeout     <duration>
 //		max_store_queries <n>
@@ -46,6 +47,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // Every subdirective is optional; `from` may be given several times
 // (tried in order); `scopes` and `allowed_origins` accumulate.
+// `auth_server` answers admitted requests itself (200, identity in
+// response headers) instead of calling the next handler.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -123,14 +126,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.OwnerHeader = v
 			}
-		case "handle_errors":
+		case "handle_errors", "auth_server":
 			if err := once(name); err != nil {
 				return err
 			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			h.HandleErrors = true
+			if name == "handle_errors" {
+				h.HandleErrors = true
+			} else {
+				h.AuthServer = true
+			}
 		case "retry_after", "store_timeout":
 			if err := once(name); err != nil {
 				return err

@@ -51,6 +51,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			owner_header      X-Consumer-Owner
 			realm             "my api"
 			handle_errors
+			auth_server
 			retry_after       10s
 			store_timeout     500ms
 			max_store_queries 4
@@ -82,6 +83,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			"owner_header": "X-Consumer-Owner",
 			"realm": "my api",
 			"handle_errors": true,
+			"auth_server": true,
 			"retry_after": 10000000000,
 			"store_timeout": 500000000,
 			"max_store_queries": 4,
@@ -225,6 +227,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 
 		{"scopes without value", "api_key {\nscopes\n}", "wrong argument count"},
 		{"handle_errors with value", "api_key {\nhandle_errors yes\n}", "wrong argument count"},
+		{"auth_server with value", "api_key {\nauth_server on\n}", "wrong argument count"},
+		{"auth_server twice", "api_key {\nauth_server\nauth_server\n}", "subdirective 'auth_server' given more than once"},
 
 		{"retry_after without value", "api_key {\nretry_after\n}", "retry_after needs a value"},
 		{"retry_after bad", "api_key {\nretry_after soon\n}", "retry_after: invalid duration 'soon'"},
@@ -294,6 +298,41 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			// Errors carry the position, so that users find the line.
 			if !strings.Contains(err.Error(), "Testfile:") {
 				t.Errorf("error %q does not name the file and line", err)
+			}
+		})
+	}
+}
+
+// TestCaddyfileAuthServer checks what the configuration check says of
+// auth_server settings written in a Caddyfile: it goes with handle_errors
+// and with identity headers renamed or off, but an identity header cannot
+// be the one its answers carry the scopes in.
+func TestCaddyfileAuthServer(t *testing.T) {
+	tests := []struct {
+		name, input, wantErr string
+	}{
+		{"alone", "api_key {\nauth_server\n}", ""},
+		{"with handle_errors", "api_key {\nauth_server\nhandle_errors\n}", ""},
+		{"identity headers off", "api_key {\nauth_server\nid_header off\nowner_header off\n}", ""},
+		{"identity headers renamed", "api_key {\nid_header X-Consumer\nowner_header X-Team\nauth_server\n}", ""},
+		{"id_header is the scopes header", "api_key {\nauth_server\nid_header x-api-key-scopes\n}",
+			"auth_server answers with the key's scopes in X-Api-Key-Scopes; id_header and owner_header must name other headers"},
+		{"owner_header is the scopes header", "api_key {\nowner_header X-Api-Key-Scopes\nauth_server\n}",
+			"id_header and owner_header must name other headers"},
+		{"scopes header without auth_server", "api_key {\nowner_header X-Api-Key-Scopes\n}", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input)); err != nil {
+				t.Fatal(err)
+			}
+			err := h.validateConfig()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("error %q, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, tt.wantErr)
 			}
 		})
 	}

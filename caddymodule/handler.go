@@ -39,7 +39,8 @@ func init() {
 // key store, rejects missing, malformed, unknown, revoked and expired keys
 // with 401, keys without the required scopes with 403, and answers 503
 // when the store cannot be asked. Accepted requests continue without the
-// key and with trusted identity headers instead.
+// key and with trusted identity headers instead, or, with auth_server,
+// are answered 200 with the identity in response headers.
 type Handler struct {
 	// Database names the key store: "postgres://…" (or "postgresql://…")
 	// for PostgreSQL, "sqlite:/path/to/keys.db" for the embedded store.
@@ -87,6 +88,16 @@ type Handler struct {
 	// problem+json bodies, so that the site's handle_errors routes render
 	// them ({http.error.status_code}, {api_key.error}). Default: false.
 	HandleErrors bool `json:"handle_errors,omitempty"`
+
+	// AuthServer makes the handler the authentication service of another
+	// proxy (Caddy's forward_auth, nginx auth_request, Traefik
+	// ForwardAuth, Envoy ext_authz): an admitted request is answered 200
+	// with an empty body and the key's identity in response headers
+	// (id_header and owner_header, under the same names and with the same
+	// "off", and X-Api-Key-Scopes, the key's scopes comma-separated), and
+	// the next handler is not called. Refusals, limits and usage metering
+	// are the same as without it. See docs/auth-server.md. Default: false.
+	AuthServer bool `json:"auth_server,omitempty"`
 
 	// RetryAfter is the Retry-After of 503 answers, rounded up to whole
 	// seconds. Default: 5s.
@@ -367,7 +378,7 @@ func (h *Handler) validateConfig() error {
 			return err
 		}
 	}
-	for _, validate := range []func() error{h.validateSources, h.validateScopes, h.validateIdentity, h.validateCache, h.validateRateLimit} {
+	for _, validate := range []func() error{h.validateSources, h.validateScopes, h.validateIdentity, h.validateAuthServer, h.validateCache, h.validateRateLimit} {
 		if err := validate(); err != nil {
 			return err
 		}

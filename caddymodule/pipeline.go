@@ -15,7 +15,8 @@ import (
 // step_verify.go), then runs the checks on what the store knows about it
 // (step_status.go, step_scopes.go), metered when usage metering is on
 // (usage.go), and passes the request on with the key's identity
-// (step_identity.go). Checks: status, scopes, rate limit
+// (step_identity.go), or with auth_server answers it itself
+// (authserver.go). Checks: status, scopes, rate limit
 // (step_ratelimit.go). The first step that refuses ends the request. A new
 // kind of check is a new check value in Handler.checks, in a file of its
 // own with its configuration and validation.
@@ -80,7 +81,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // decide runs the checks on a request whose key the store knows, then
-// passes it on with the key's identity.
+// passes it on with the key's identity (with auth_server, answers with it).
 func (h *Handler) decide(w http.ResponseWriter, x *exchange, next caddyhttp.Handler) error {
 	x.w = w
 	for _, c := range h.checks {
@@ -90,6 +91,10 @@ func (h *Handler) decide(w http.ResponseWriter, x *exchange, next caddyhttp.Hand
 	}
 	h.admit(x.r, x.key)
 	countRequest("ok")
+	if h.AuthServer {
+		h.answer(w, x.key)
+		return nil
+	}
 	return next.ServeHTTP(w, x.r)
 }
 

@@ -27,7 +27,7 @@ func (h *Handler) findKey(x *exchange) verdict {
 		return verdict{problem: h.problems.invalid, failed: true, why: "API key source holds more than one value"}
 	}
 	if h.sources[src].From == FromCookie {
-		if err := h.crossOrigin.Check(x.r); err != nil {
+		if err := h.crossOrigin.Check(h.crossOriginRequest(x.r)); err != nil {
 			return verdict{problem: h.problems.crossOrigin, why: "cross-origin request authenticated by a cookie", err: err}
 		}
 	}

@@ -526,6 +526,27 @@ var mutations = []mutation{
 		to:   "",
 		pkg:  "./tests", tests: "TestCountersSurviveReload",
 	},
+	{
+		name: "auth_server: an admitted request is passed on after the answer",
+		file: "caddymodule/pipeline.go",
+		from: "\t\th.answer(w, x.key)\n\t\treturn nil\n",
+		to:   "\t\th.answer(w, x.key)\n",
+		pkg:  "./caddymodule", tests: "TestAuthServerAdmits",
+	},
+	{
+		name: "auth_server: its answers are not metered",
+		file: "caddymodule/pipeline.go",
+		from: "\tif h.usage == nil {\n\t\treturn h.decide(w, &x, next)",
+		to:   "\tif h.usage == nil || h.AuthServer {\n\t\treturn h.decide(w, &x, next)",
+		pkg:  "./caddymodule", tests: "TestAuthServerLimitsAndUsage",
+	},
+	{
+		name: "auth_server: the cookie check judges the auth request's GET",
+		file: "caddymodule/step_find.go",
+		from: "h.crossOrigin.Check(h.crossOriginRequest(x.r))",
+		to:   "h.crossOrigin.Check(x.r)",
+		pkg:  "./caddymodule", tests: "TestAuthServerCookieMethod",
+	},
 }
 
 func main() {
