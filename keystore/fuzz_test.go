@@ -98,3 +98,26 @@ func FuzzParseImport(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFindKeys: FindKeys never panics, and everything it finds is in the
+// text, on the line it says, and parses with its prefix.
+func FuzzFindKeys(f *testing.F) {
+	key, _, _ := mustFormat(f, "kg").Generate()
+	f.Add("token: " + key + "\nnext")
+	f.Add("x_" + key + "_y " + key[:40])
+	f.Add(strings.Repeat("a_", 40) + key)
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, k := range FindKeys([]byte(s)) {
+			i := strings.Index(s, k.Key.Key)
+			if i < 0 {
+				t.Fatalf("found %q, which is not in the text", k.Key.Key)
+			}
+			if _, err := mustFormat(t, k.Prefix).Parse(k.Key.Key); err != nil {
+				t.Fatalf("found %q, which does not parse: %v", k.Key.Key, err)
+			}
+			if line := strings.Count(s[:i], "\n") + 1; k.Line < line {
+				t.Fatalf("found on line %d, first in the text on line %d", k.Line, line)
+			}
+		}
+	})
+}
