@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		rate_limit        <n>/s|m|h [burst <n>]
 //		rate_limit_headers on | off
 //		legacy_keys       [on | off]
+//		require_tls       [<plain network...>]
 //		allowed_origins   <origin...>
 //		cache {
 //			size         <n>
@@ -214,6 +215,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("rate_limit_headers takes 'on' or 'off', got '%s'", v)
 			}
 			h.RateLimitHeaders = v
+		case "require_tls":
+			if err := once(name); err != nil {
+				return err
+			}
+			h.RequireTLS = &RequireTLS{PlainNetworks: d.RemainingArgs()}
+			if _, err := h.RequireTLS.networks(); err != nil {
+				return d.Err(err.Error())
+			}
 		case "legacy_keys":
 			if err := once(name); err != nil {
 				return err

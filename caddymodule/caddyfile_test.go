@@ -59,6 +59,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			rate_limit        100/s burst 200
 			rate_limit_headers off
 			legacy_keys
+			require_tls       10.0.0.0/8 fd00::/8
 			allowed_origins   https://app.example.com
 			allowed_origins   https://admin.example.com:8443
 			cache {
@@ -91,6 +92,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			"rate_limit": {"rate": "100/s", "burst": 200},
 			"rate_limit_headers": "off",
 			"legacy_keys": true,
+			"require_tls": {"plain_networks": ["10.0.0.0/8", "fd00::/8"]},
 			"allowed_origins": ["https://app.example.com", "https://admin.example.com:8443"],
 			"cache": {
 				"size": 1000,
@@ -259,6 +261,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"rate_limit count too big for the default burst", "api_key {\nrate_limit 2000000/s\n}", "needs a burst of at most 1000000"},
 		{"rate_limit off", "api_key {\nrate_limit off\n}", "rate \"off\" must be N/s, N/m or N/h"},
 		{"rate_limit_headers bad", "api_key {\nrate_limit_headers no\n}", "rate_limit_headers takes 'on' or 'off', got 'no'"},
+		{"require_tls bad network", "api_key {\nrequire_tls 10.0.0.0/33\n}", "require_tls: \"10.0.0.0/33\" is not a network in CIDR form"},
 		{"legacy_keys bad", "api_key {\nlegacy_keys yes\n}", "legacy_keys takes nothing, 'on' or 'off'"},
 		{"legacy_keys twice", "api_key {\nlegacy_keys\nlegacy_keys off\n}", "subdirective 'legacy_keys' given more than once"},
 		{"allowed_origins without value", "api_key {\nallowed_origins\n}", "wrong argument count"},

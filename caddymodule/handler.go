@@ -138,6 +138,12 @@ type Handler struct {
 	// response headers of rate-limited keys. Default: on.
 	RateLimitHeaders string `json:"rate_limit_headers,omitempty"`
 
+	// RequireTLS, if set, refuses a working key that arrived over plain
+	// HTTP (403 tls_required) unless the peer is on one of its networks
+	// (default: loopback), and logs the key as exposed. A request a trusted
+	// proxy forwarded with X-Forwarded-Proto: https counts as TLS.
+	RequireTLS *RequireTLS `json:"require_tls,omitempty"`
+
 	// LegacyKeys also accepts keys that are not in Keygate's format: keys
 	// a system before Keygate issued, imported with `caddy api-key
 	// import`. Such a key (16 to 256 visible ASCII characters, not
@@ -306,6 +312,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.problems = newProblems(h.realm(), h.Scopes, retrySeconds(h.RetryAfter))
 	h.checks = []check{statusCheck{h.problems}}
+	if h.RequireTLS != nil {
+		plain, err := h.RequireTLS.networks()
+		if err != nil {
+			return err
+		}
+		h.checks = append(h.checks, tlsCheck{plain, h.problems.tlsRequired,
+			&exposureLog{logger: h.logger.Named("security"), last: map[string]time.Time{}}})
+	}
 	if len(h.Scopes) > 0 {
 		h.checks = append(h.checks, scopeCheck{h.Scopes, h.problems.scope})
 	}

@@ -59,7 +59,7 @@ var (
 // The result label values of requestsTotal, created up front so that
 // every series exists from the start.
 var requestResults = []string{"ok", CodeMissingKey, CodeInvalidKey, CodeExpiredKey, CodeNotYetValid, CodeInsufficientScope,
-	CodeStoreUnavailable, CodeTooManyFailures, CodeTooManyPending, CodeCrossOrigin, CodeRateLimited, CodeQuotaExceeded, CodeUsesExhausted, CodeIPNotAllowed}
+	CodeStoreUnavailable, CodeTooManyFailures, CodeTooManyPending, CodeCrossOrigin, CodeRateLimited, CodeQuotaExceeded, CodeUsesExhausted, CodeIPNotAllowed, CodeTLSRequired}
 
 // requestCounters avoids a label lookup per request.
 var requestCounters = map[string]prometheus.Counter{}

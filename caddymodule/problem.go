@@ -27,6 +27,7 @@ const (
 	CodeQuotaExceeded     = "quota_exceeded"
 	CodeUsesExhausted     = "uses_exhausted"
 	CodeIPNotAllowed      = "ip_not_allowed"
+	CodeTLSRequired       = "tls_required"
 )
 
 // problemTypeBase prefixes the RFC 9457 "type" of every problem; the
@@ -75,7 +76,7 @@ func newProblem(status int, code, title, detail, wwwAuth string) *problem {
 // problems holds the handler's prepared answers.
 type problems struct {
 	missing, invalid, wrongScheme, expired, scope, unavailable *problem
-	notYetValid, ipNotAllowed                                  *problem
+	notYetValid, ipNotAllowed, tlsRequired                     *problem
 	tooManyFailures, tooManyPending, crossOrigin, rateLimited  *problem
 	quotaExceeded, usesExhausted                               *problem
 	retryAfter                                                 string
@@ -111,6 +112,8 @@ func newProblems(realm string, scopes []string, retryAfterSeconds int) *problems
 			"This API key, or its owner, has used up its quota for the current period. Retry after the time in Retry-After.", ""),
 		usesExhausted: newProblem(http.StatusTooManyRequests, CodeUsesExhausted, "No uses left",
 			"This API key has no uses left.", ""),
+		tlsRequired: newProblem(http.StatusForbidden, CodeTLSRequired, "HTTPS required",
+			"This API accepts API keys only over HTTPS. This key was sent unencrypted and must be treated as exposed: revoke it or rotate it.", ""),
 		crossOrigin: newProblem(http.StatusForbidden, CodeCrossOrigin, "Cross-origin request refused",
 			"A request that changes state and is authenticated by a cookie must come from this site's own pages.", ""),
 		retryAfter: strconv.Itoa(retryAfterSeconds),

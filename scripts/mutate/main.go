@@ -37,6 +37,13 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "require_tls: a client's own X-Forwarded-Proto counts as TLS",
+		file: "caddymodule/step_tls.go",
+		from: "return trusted && strings.EqualFold(",
+		to:   "return trusted || strings.EqualFold(",
+		pkg:  "./caddymodule", tests: "TestRequireTLS",
+	},
+	{
 		name: "scan: a match is taken for a key without its checksum",
 		file: "keystore/scan.go",
 		from: "if k, err := f.Parse(s[i:]); err == nil {",
