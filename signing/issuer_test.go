@@ -144,6 +144,7 @@ func BenchmarkIssuer(b *testing.B) {
 		}
 	})
 	b.Run("sign", func(b *testing.B) {
+		iss, _ := signing.NewIssuer(signing.Config{Issuer: "keygate", Audience: "legacy-api", Lifetime: time.Minute}, ring)
 		b.ReportAllocs()
 		t := now
 		for b.Loop() {

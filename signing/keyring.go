@@ -72,7 +72,7 @@ func (r *Keyring) Refresh(ctx context.Context) error {
 			return keystore.ErrNoSigningKey
 		}
 	}
-	k := pick(keys, now)
+	k := Pick(keys, now)
 	if cur := r.current.Load(); cur != nil && cur.KID == k.KID {
 		return nil
 	}
@@ -88,14 +88,29 @@ func (r *Keyring) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// pick returns the key to sign with among published keys, newest first.
-func pick(keys []*keystore.SigningKey, now time.Time) *keystore.SigningKey {
+// Pick returns the key gateways sign with at now among published keys:
+// the current key once its activation has come; before that, the key it
+// replaced (of the keys whose activation has come, the one replaced
+// last); the current key if none has come.
+func Pick(keys []*keystore.SigningKey, now time.Time) *keystore.SigningKey {
+	var current, replaced *keystore.SigningKey
 	for _, k := range keys {
-		if !k.ActivatedAt.After(now) {
-			return k
+		switch {
+		case k.RetiresAt.IsZero():
+			current = k
+		case k.ActivatedAt.After(now):
+			// replaced before it ever signed
+		case replaced == nil || k.RetiresAt.After(replaced.RetiresAt):
+			replaced = k
 		}
 	}
-	return keys[len(keys)-1]
+	switch {
+	case current != nil && (!current.ActivatedAt.After(now) || replaced == nil):
+		return current
+	case replaced != nil:
+		return replaced
+	}
+	return keys[0]
 }
 
 func newSigner(kid string, priv ed25519.PrivateKey) (*Signer, error) {
