@@ -64,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand(), signingKeyCommand())
 		},
 	})
 }
