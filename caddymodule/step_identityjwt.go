@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"go.uber.org/zap"
 
 	"github.com/keygate/keygate/signing"
 )
@@ -119,7 +118,8 @@ func (h *Handler) identityToken(x *exchange) (string, verdict) {
 	}
 	tok, err := h.issuer.Token(x.key, x.now)
 	if err != nil {
-		h.logger.Warn("no identity token: the signing key is not loaded yet", zap.Error(err))
+		// The keyring logs why it has no key, once per refresh; a line
+		// per request would flood the log.
 		return "", verdict{problem: h.problems.unavailable, why: "identity token not signed", err: err}
 	}
 	return tok, verdict{}
