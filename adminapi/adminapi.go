@@ -148,6 +148,8 @@ func match(path string) (routes []route, id string, ok bool) {
 		return []route{{http.MethodGet, (*Handler).verify}}, "", true
 	case path == "import":
 		return []route{{http.MethodPost, (*Handler).importKeys}}, "", true
+	case path == "jwks":
+		return []route{{http.MethodGet, (*Handler).jwks}}, "", true
 	case len(parts) == 1:
 		return []route{{http.MethodGet, (*Handler).get}, {http.MethodPatch, (*Handler).update}, {http.MethodDelete, (*Handler).delete}}, parts[0], true
 	case len(parts) == 2 && parts[1] == "rotate":

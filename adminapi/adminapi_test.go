@@ -58,7 +58,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if !strings.Contains(doc, `"openapi": "3.1.0"`) {
 		t.Fatal("not an OpenAPI 3.1 document")
 	}
-	for _, p := range []string{"", "openapi.json", "usage", "audit", "audit/verify", "import", "AAAAAAAAAAAA", "AAAAAAAAAAAA/rotate", "AAAAAAAAAAAA/revoke", "AAAAAAAAAAAA/usage"} {
+	for _, p := range []string{"", "openapi.json", "usage", "audit", "audit/verify", "import", "jwks", "AAAAAAAAAAAA", "AAAAAAAAAAAA/rotate", "AAAAAAAAAAAA/revoke", "AAAAAAAAAAAA/usage"} {
 		routes, id, ok := match(p)
 		if !ok {
 			t.Fatalf("no route for %q", p)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/signing"
 )
 
 // keyPage is a page of GET /api-keys.
@@ -442,6 +443,22 @@ func (h *Handler) importKeys(c *call) error {
 		out.Lines = append(out.Lines, r)
 	}
 	return writeJSON(c.w, http.StatusOK, out)
+}
+
+// jwks serves the public keys that verify the identity tokens gateways
+// send upstream (identity_jwt).
+func (h *Handler) jwks(c *call) error {
+	if _, err := query(c.r); err != nil {
+		return err
+	}
+	b, err := signing.JWKS(c.r.Context(), c.b.Store, h.now())
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Content-Type", "application/jwk-set+json")
+	c.w.Header().Set("Cache-Control", "no-store")
+	_, err = c.w.Write(b)
+	return err
 }
 
 // decode reads a JSON object body into v: one object, no unknown

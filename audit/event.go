@@ -46,6 +46,12 @@ const (
 	ActionOwnerLimits = "owner_limits"
 	// ActionImport stores a key a legacy system issued (its digest).
 	ActionImport = "import"
+	// ActionSigningKeyCreate stores the first signing key of identity
+	// tokens, ActionSigningKeyRotate replaces the current one. KeyID is the
+	// new signing key's kid; Before and After hold public fields only
+	// (kid, algorithm, public key, times), never the private key.
+	ActionSigningKeyCreate = "signing_key_create"
+	ActionSigningKeyRotate = "signing_key_rotate"
 )
 
 // Filter selects events to list.

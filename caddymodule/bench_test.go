@@ -16,7 +16,7 @@ import (
 
 // BenchmarkServeHTTP measures the handler's own cost per request (no
 // network): a valid key served from the cache (with usage metering on,
-// the default, and off), and a malformed key.
+// the default, and off, and with identity_jwt on), and a malformed key.
 func BenchmarkServeHTTP(b *testing.B) {
 	dir := b.TempDir()
 	dsn := "sqlite:" + filepath.Join(dir, "keys.db")
@@ -36,6 +36,13 @@ func BenchmarkServeHTTP(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer hOff.Cleanup()
+	// The same handler with a signed identity token per request (cached
+	// per key, as in production).
+	hJWT := &Handler{Database: dsn, Pepper: pepper, IdentityJWT: &IdentityJWT{Audience: "legacy-api"}}
+	if err := hJWT.Provision(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer hJWT.Cleanup()
 	if h.usage == nil || hOff.usage != nil {
 		b.Fatal("usage metering is not on and off as the benchmark needs")
 	}
@@ -59,6 +66,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	}{
 		{"valid", key, true, h},
 		{"valid-usage-off", key, true, hOff},
+		{"valid-identity-jwt", key, true, hJWT},
 		{"malformed", key[:len(key)-1] + "!", false, h},
 	} {
 		b.Run(c.name, func(b *testing.B) {

@@ -37,6 +37,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		legacy_keys       [on | off]
 //		require_tls       [<plain network...>]
 //		allowed_origins   <origin...>
+//		identity_jwt {
+//			audience <name>
+//			header   <name>
+//			issuer   <name>
+//			lifetime <duration>
+//			refresh  <duration>
+//		}
 //		cache {
 //			size         <n>
 //			ttl          <duration>
@@ -46,7 +53,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //	}
 //
-// Every subdirective is optional; `from` may be given several times
+// Every subdirective is optional (identity_jwt needs its audience);
+// `from` may be given several times
 // (tried in order); `scopes` and `allowed_origins` accumulate.
 // `auth_server` answers admitted requests itself (200, identity in
 // response headers) instead of calling the next handler.
@@ -251,6 +259,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.unmarshalCache(d); err != nil {
 				return err
 			}
+		case "identity_jwt":
+			if err := once(name); err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.Errf("identity_jwt takes no arguments, got '%s'; options go in a block", d.Val())
+			}
+			if err := h.unmarshalIdentityJWT(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized subdirective '%s'", name)
 		}
@@ -306,6 +324,49 @@ func (h *Handler) unmarshalCache(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized cache option '%s'", name)
 		}
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalIdentityJWT(d *caddyfile.Dispenser) error {
+	h.IdentityJWT = &IdentityJWT{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("identity_jwt option '%s' given more than once", name)
+		}
+		seen[name] = true
+		switch name {
+		case "audience", "header", "issuer":
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			switch name {
+			case "audience":
+				h.IdentityJWT.Audience = v
+			case "header":
+				h.IdentityJWT.Header = v
+			case "issuer":
+				h.IdentityJWT.Issuer = v
+			}
+		case "lifetime", "refresh":
+			dur, err := positiveDurationArg(d)
+			if err != nil {
+				return err
+			}
+			if name == "lifetime" {
+				h.IdentityJWT.Lifetime = dur
+			} else {
+				h.IdentityJWT.Refresh = dur
+			}
+		default:
+			return d.Errf("unrecognized identity_jwt option '%s'", name)
+		}
+	}
+	if h.IdentityJWT.Audience == "" {
+		return d.Err("identity_jwt needs an audience: the name the upstream checks its tokens are for")
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "api-key",
-		Usage: "<create|import|list|show|update|rotate|revoke|delete|owner|scan|audit|usage|migrate|reset-pepper> [flags]",
+		Usage: "<create|import|list|show|update|rotate|revoke|delete|owner|scan|audit|usage|signing-key|migrate|reset-pepper> [flags]",
 		Short: "Manages Keygate API keys",
 		Long: `
 Creates, imports, lists, shows, updates, rotates, revokes and deletes the
@@ -64,7 +64,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), scanCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand())
+			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), scanCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand(), signingKeyCommand())
 		},
 	})
 }

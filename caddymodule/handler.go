@@ -24,11 +24,16 @@ import (
 
 	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/signing"
 )
 
 func init() {
 	caddy.RegisterModule(Handler{})
 	httpcaddyfile.RegisterHandlerDirective("api_key", parseCaddyfile)
+	// The public JWKS (jwks.go) is served before keys are required:
+	// registered first, it lands before api_key, which is inserted
+	// between it and basic_auth.
+	httpcaddyfile.RegisterDirectiveOrder("api_key_jwks", httpcaddyfile.Before, "basic_auth")
 	// Authentication comes before anything that spends effort on a
 	// request, including rate_limit plugins ordered near basic_auth.
 	httpcaddyfile.RegisterDirectiveOrder("api_key", httpcaddyfile.Before, "basic_auth")
@@ -153,6 +158,10 @@ type Handler struct {
 	// Keygate key still must pass every check. Default: off.
 	LegacyKeys bool `json:"legacy_keys,omitempty"`
 
+	// IdentityJWT, if set, also sends the upstream a short-lived signed
+	// JWT of the key's identity (see IdentityJWT). Default: off.
+	IdentityJWT *IdentityJWT `json:"identity_jwt,omitempty"`
+
 	// AllowedOrigins are origins (scheme://host[:port]) whose pages may
 	// send state-changing requests authenticated by a cookie. It matters
 	// only for keys that came from a cookie source: browsers send cookies
@@ -180,6 +189,10 @@ type Handler struct {
 	poolKey        verifierKey
 	idHeader       string
 	ownerHeader    string
+	jwtHeader      string // identity_jwt's header, once validated
+	issuer         *signing.Issuer
+	keyring        *sharedKeyring
+	keyringKey     keyringKey
 	identityNames  []string // every identity header name a client must not set
 	trailerBlocked []string // header names never forwarded as request trailers
 	failures       *failureBudget
@@ -365,6 +378,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.checks = append(h.checks, h.quotaStep(h.counters))
+	if err := h.provisionIdentityJWT(openCtx, app); err != nil {
+		return err
+	}
 	if u := app.usageSettings(); u != nil {
 		if h.usage, h.usageKey, err = app.acquireRecorder(openCtx, h.poolKey, u); err != nil {
 			return fmt.Errorf("usage metering: %w", err)
@@ -487,6 +503,10 @@ func (h *Handler) Cleanup() error {
 	if h.limiter != nil {
 		h.limiter = nil
 		errs = append(errs, releaseLimiter(h.limiterKey))
+	}
+	if h.keyring != nil {
+		h.keyring, h.issuer = nil, nil
+		errs = append(errs, releaseKeyring(h.keyringKey))
 	}
 	if h.counters != nil { // they hold the store open until their counts are written
 		h.counters = nil

@@ -15,8 +15,8 @@ import (
 // step_verify.go), then runs the checks on what the store knows about it
 // (step_status.go, step_scopes.go), metered when usage metering is on
 // (usage.go), and passes the request on with the key's identity
-// (step_identity.go), or with auth_server answers it itself
-// (authserver.go). Checks: status, scopes, rate limit
+// (step_identity.go, with the signed token of step_identityjwt.go), or
+// with auth_server answers it itself (authserver.go). Checks: status, scopes, rate limit
 // (step_ratelimit.go). The first step that refuses ends the request. A new
 // kind of check is a new check value in Handler.checks, in a file of its
 // own with its configuration and validation.
@@ -89,7 +89,11 @@ func (h *Handler) decide(w http.ResponseWriter, x *exchange, next caddyhttp.Hand
 			return h.refuse(w, x, v)
 		}
 	}
-	h.admit(x.r, x.key)
+	tok, v := h.identityToken(x)
+	if v.refused() {
+		return h.refuse(w, x, v)
+	}
+	h.admit(x.r, x.key, tok)
 	countRequest("ok")
 	if h.AuthServer {
 		h.answer(w, x.key)

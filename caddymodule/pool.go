@@ -132,6 +132,24 @@ func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifi
 	return val.(*sharedVerifier), nil
 }
 
+// acquireStore returns the store of key, opening it if no handler holds
+// it. Each successful call must be matched by one stores.Delete(key).
+func (*App) acquireStore(ctx context.Context, key storeKey) (*sharedStore, error) {
+	st, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		s, err := keystore.Open(ctx, key.dsn, keystore.Options{PepperCheck: key.pepperCheck})
+		if err != nil {
+			return nil, err
+		}
+		st := newSharedStore(s, key.dsn)
+		trackMetrics(st)
+		return st, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st.(*sharedStore), nil
+}
+
 // How often a gateway reads the audit chain's head (for the
 // caddy_api_key_audit_events gauge, and to log a head that changed), and
 // how often it logs the head even if it did not change.

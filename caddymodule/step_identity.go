@@ -19,8 +19,9 @@ import (
 // identity, in headers the client cannot set or smuggle, in placeholders
 // and in the access log.
 
-// admit removes the key from the request and sets the trusted identity.
-func (h *Handler) admit(r *http.Request, key *keystore.Key) {
+// admit removes the key from the request and sets the trusted identity:
+// headers, the signed token tok (if identity_jwt is on), placeholders.
+func (h *Handler) admit(r *http.Request, key *keystore.Key, tok string) {
 	strip(r, h.sources)
 	stripAuthorizationKeys(r, h.format)
 	stripQueryKeys(r, h.format)
@@ -33,6 +34,7 @@ func (h *Handler) admit(r *http.Request, key *keystore.Key) {
 	if h.ownerHeader != "" && key.Owner != "" {
 		r.Header.Set(h.ownerHeader, key.Owner)
 	}
+	h.setIdentityToken(r, tok)
 	// reverse_proxy deletes the headers a client names in Connection, after
 	// this handler ran, and forwards request trailers.
 	keepFromConnection(r, h.identityNames)
@@ -73,10 +75,13 @@ func (h *Handler) validateIdentity() error {
 	if h.idHeader != "" && h.idHeader == h.ownerHeader {
 		return fmt.Errorf("id_header and owner_header are both %s", h.idHeader)
 	}
+	if err := h.validateIdentityJWT(); err != nil {
+		return err
+	}
 	// The default names are removed from every request even when renamed
 	// or off: an upstream may still trust them.
 	h.identityNames = nil
-	for _, n := range []string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader} {
+	for _, n := range append([]string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader}, h.jwtHeaderNames()...) {
 		if n != "" && !slices.Contains(h.identityNames, n) {
 			h.identityNames = append(h.identityNames, n)
 		}

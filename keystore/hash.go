@@ -81,3 +81,11 @@ func (h *Hasher) PepperCheck() Digest { return h.check }
 
 // Equal compares two digests in constant time.
 func (d Digest) Equal(o Digest) bool { return hmac.Equal(d[:], o[:]) }
+
+// DeriveKey returns a 256-bit key for another use of the pepper:
+// HMAC-SHA-256(pepper, label). A label must contain a character outside
+// the key alphabet (a space will do), so that a derived key can never
+// equal the digest of a key, which a store dump shows.
+func (h *Hasher) DeriveKey(label string) [32]byte {
+	return h.digest(label)
+}

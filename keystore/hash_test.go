@@ -176,3 +176,26 @@ func BenchmarkDigest(b *testing.B) {
 		}
 	})
 }
+
+// A derived key is HMAC-SHA-256(pepper, label), and no key parses to a
+// label, so it can never be a key's digest.
+func TestDeriveKey(t *testing.T) {
+	pepper := []byte("f099aeadf53a609f00758a43d0b7f0450c86ee050e6dbc3f86c94dee1e9b81aa")
+	h, err := NewHasher(pepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const label = "keygate signing-key encryption v1"
+	mac := hmac.New(sha256.New, pepper)
+	mac.Write([]byte(label))
+	if got := h.DeriveKey(label); !bytes.Equal(got[:], mac.Sum(nil)) {
+		t.Fatal("DeriveKey is not HMAC-SHA-256(pepper, label)")
+	}
+	if a, b := h.DeriveKey(label), h.DeriveKey("keygate other v1"); a == b {
+		t.Fatal("two labels derive one key")
+	}
+	f, _ := NewFormat("")
+	if _, err := f.Parse(label); err == nil {
+		t.Fatal("the label parses as a key")
+	}
+}

@@ -91,6 +91,7 @@ type Store interface {
 	ChangeFeed
 	Migrator
 	Registry
+	SigningKeys
 	// Close releases the store's connections.
 	Close()
 }

@@ -352,6 +352,15 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatalf("verify: %s", a)
 		}
 		c.json("GET", "/api-keys/openapi.json", "/api-keys/openapi.json", nil)
+		// The public keys of identity tokens: none until a signing key
+		// exists, then the one rotated in.
+		if a := c.json("GET", "/api-keys/jwks", "/api-keys/jwks", nil); a.status != http.StatusOK || strings.TrimSpace(string(a.body)) != `{"keys":[]}` {
+			t.Fatalf("jwks before any signing key: %s", a)
+		}
+		sb.mustCLI("signing-key", "rotate")
+		if a := c.json("GET", "/api-keys/jwks", "/api-keys/jwks", nil); !containsAll(string(a.body), `"kty":"OKP"`, `"alg":"EdDSA"`) || strings.Contains(string(a.body), `"d":`) {
+			t.Fatalf("jwks after a rotation: %s", a)
+		}
 		// The CLI sees what the admin API did.
 		if res := sb.mustCLI("audit", "--key", k.ID); !strings.Contains(res.stdout, "admin:127.0.0.1:") {
 			t.Errorf("the CLI's audit lacks the admin API's actor:\n%s", res.stdout)

@@ -67,6 +67,9 @@ var tests = []struct {
 	{"CountersConcurrentWriters", testCountersConcurrentWriters},
 	{"WatchSeesChangesFromOtherProcesses", testWatchSeesChangesFromOtherProcesses},
 	{"WatchIgnoresMalformedChanges", testWatchIgnoresMalformedChanges},
+	{"SigningKeysRotate", testSigningKeysRotate},
+	{"SigningKeysWrongPepper", testSigningKeysWrongPepper},
+	{"SigningKeysConcurrentFirstStart", testSigningKeysConcurrentFirstStart},
 }
 
 // Run runs the suite against b, each test as a parallel subtest of t.

@@ -568,6 +568,27 @@ var mutations = []mutation{
 		to:   "h.crossOrigin.Check(x.r)",
 		pkg:  "./caddymodule", tests: "TestAuthServerCookieMethod",
 	},
+	{
+		name: "identity_jwt: a client's own token header is not removed",
+		file: "caddymodule/step_identity.go",
+		from: "h.idHeader, h.ownerHeader}, h.jwtHeaderNames()...) {",
+		to:   "h.idHeader, h.ownerHeader}) {",
+		pkg:  "./caddymodule", tests: "TestIdentityJWT$",
+	},
+	{
+		name: "identity_jwt: tokens expire later than the configured lifetime",
+		file: "signing/issuer.go",
+		from: "Expiry:   jwt.NewNumericDate(now.Add(i.cfg.Lifetime)),",
+		to:   "Expiry:   jwt.NewNumericDate(now.Add(MaxLifetime)),",
+		pkg:  "./signing", tests: "TestIssuerClaimsAndCache",
+	},
+	{
+		name: "signing keys: private keys sealed under a key that is not the pepper's",
+		file: "signing/keys.go",
+		from: "\tk := h.DeriveKey(sealLabel)\n",
+		to:   "\tk := [32]byte{}\n",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/SigningKeysWrongPepper",
+	},
 }
 
 func main() {
