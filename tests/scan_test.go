@@ -26,7 +26,8 @@ func TestScanFindsLeakedKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeFile(t, filepath.Join(dir, "config", "app.yaml"), "api:\n  token: "+active.Key+"\n")
-		writeFile(t, filepath.Join(dir, "notes.txt"), "old key "+old.Key+"\ntypo "+broken+"\n")
+		foreign := unknownKey(t) // well-formed, of another store
+		writeFile(t, filepath.Join(dir, "notes.txt"), "old key "+old.Key+"\ntypo "+broken+"\nstaging: "+foreign+"\n")
 
 		res := sb.cli("scan", dir, "--json")
 		var found []struct {
@@ -34,14 +35,16 @@ func TestScanFindsLeakedKeys(t *testing.T) {
 			ID       string `json:"id"`
 			Status   string `json:"status"`
 		}
-		if err := json.Unmarshal([]byte(res.stdout), &found); err != nil || res.code != 1 || len(found) != 2 {
+		if err := json.Unmarshal([]byte(res.stdout), &found); err != nil || res.code != 1 || len(found) != 3 {
 			t.Fatalf("scan: %v\n%s", err, res)
 		}
 		byID := map[string]string{}
 		for _, f := range found {
 			byID[f.ID] = f.Location + " " + f.Status
 		}
-		if byID[active.ID] != filepath.Join(dir, "config", "app.yaml")+":2 active" || byID[old.ID] != filepath.Join(dir, "notes.txt")+":1 revoked" {
+		foreignID := strings.Split(strings.TrimPrefix(foreign, "kg_"), "_")[0]
+		if byID[active.ID] != filepath.Join(dir, "config", "app.yaml")+":2 active" || byID[old.ID] != filepath.Join(dir, "notes.txt")+":1 revoked" ||
+			byID[foreignID] != filepath.Join(dir, "notes.txt")+":3 unknown" {
 			t.Fatalf("scan found %v", byID)
 		}
 		if strings.Contains(res.stdout+res.stderr, secretOf(active.Key)) || !strings.Contains(res.stderr, "1 of them are active") {

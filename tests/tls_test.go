@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,10 +19,10 @@ import (
 	"time"
 )
 
-// TestRequireTLSThroughCaddy: with require_tls, a key sent over plain
-// HTTP from a peer outside the plain networks gets 403 tls_required and
-// the gateway logs the key id as exposed; the same key over HTTPS on the
-// same gateway works.
+// TestRequireTLSThroughCaddy: with require_tls 127.0.0.1/32, a key sent
+// over plain HTTP from 127.0.0.2 gets 403 tls_required and the gateway
+// logs the key id as exposed; from 127.0.0.1, and over HTTPS from
+// 127.0.0.2, the same key works.
 func TestRequireTLSThroughCaddy(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, sqliteStore)
@@ -30,16 +31,29 @@ func TestRequireTLSThroughCaddy(t *testing.T) {
 	certFile, keyFile := selfSignedCert(t, sb.dir)
 	tlsPort := freePort(t)
 	g := newGateway(t, sb)
-	// Loopback is allowed plain HTTP by default: list another network so
-	// that this test's loopback client counts as remote.
 	site := func(extra string) string {
-		return fmt.Sprintf("\tapi_key {\n\t\trequire_tls 192.0.2.0/24\n\t}\n\treverse_proxy %s%s", up.hostPort(), extra)
+		return fmt.Sprintf("\tapi_key {\n\t\trequire_tls 127.0.0.1/32\n\t}\n\treverse_proxy %s%s", up.hostPort(), extra)
 	}
 	g.start(g.site(site(""))+
 		fmt.Sprintf("https://127.0.0.1:%d {\n\tbind 127.0.0.1\n\ttls %s %s\n%s\n}\n", tlsPort, certFile, keyFile, site("")), tlsPort)
 
-	r := bearer(t, g.url+"/", k.Key)
-	wantStatus(t, "a key over plain HTTP", r, http.StatusForbidden)
+	// 127.0.0.2 is a loopback address too, but not on the list.
+	other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	fromOther := &http.Client{Transport: &http.Transport{DialContext: other.DialContext,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	call := func(c *http.Client, url string) response {
+		t.Helper()
+		req := newRequest(t, url, "Authorization: Bearer "+k.Key)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return response{status: res.StatusCode, header: res.Header, body: body}
+	}
+	r := call(fromOther, g.url+"/")
+	wantStatus(t, "a key over plain HTTP from 127.0.0.2", r, http.StatusForbidden)
 	if p := r.problem(t); p.Code != "tls_required" || !strings.Contains(p.Detail, "exposed") {
 		t.Errorf("problem %+v", p)
 	}
@@ -49,17 +63,8 @@ func TestRequireTLSThroughCaddy(t *testing.T) {
 		t.Fatalf("the exposure line lacks the key id, or a log holds the key:\n%s", log)
 	}
 
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, _ := http.NewRequest("GET", fmt.Sprintf("https://127.0.0.1:%d/", tlsPort), nil)
-	req.Header.Set("Authorization", "Bearer "+k.Key)
-	res, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("the key over HTTPS: %d", res.StatusCode)
-	}
+	wantUpstream(t, "a key over plain HTTP from the listed 127.0.0.1", bearer(t, g.url+"/", k.Key))
+	wantUpstream(t, "a key over HTTPS from 127.0.0.2", call(fromOther, fmt.Sprintf("https://127.0.0.1:%d/", tlsPort)))
 }
 
 // selfSignedCert writes a certificate for 127.0.0.1 and its key.
