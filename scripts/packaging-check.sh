@@ -30,7 +30,9 @@ if [[ $gomod != "$dockergo" ]]; then
 fi
 
 "$caddy" adapt --config packaging/Caddyfile --adapter caddyfile >/dev/null
-echo "packaging/Caddyfile adapts"
+"$caddy" fmt packaging/Caddyfile | diff -u packaging/Caddyfile - >&2 || {
+	echo "packaging/Caddyfile is not as \`caddy fmt\` writes it" >&2; exit 1; }
+echo "packaging/Caddyfile adapts and is formatted"
 
 if command -v systemd-analyze >/dev/null 2>&1; then
 	# The unit as installed, but pointing at this binary.
