@@ -43,7 +43,7 @@ func TestRequireTLSThroughCaddy(t *testing.T) {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	call := func(c *http.Client, url string) response {
 		t.Helper()
-		req := newRequest(t, url, "Authorization: Bearer "+k.Key)
+		req := newRequest(t, url, "Authorization", "Bearer "+k.Key)
 		res, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
