@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/postgres"
 )
 
 func init() {
@@ -580,18 +581,45 @@ func keyCommand(use, short, jsonHelp string, run func(e *cliEnv, s keystore.Stor
 
 func migrateCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "migrate [--dry-run]",
+		Use:   "migrate [--dry-run] [--prefix P] [--print-grants [--runtime-role R] [--management-role M] [--owner-role O]]",
 		Short: "Applies pending key store schema migrations",
 		Long: `Applies pending schema migrations, creating the key store if there is none
-yet, and says which it applied; --dry-run only lists them.
+yet, and says which it applied; --dry-run only lists them. With --prefix
+(or KEYGATE_PREFIX) it also records that gateways accept keys with that
+prefix, which gateways running as a role that may not write keygate_meta
+cannot record themselves.
 
 Gateways migrate the store when they start, and so does 'caddy api-key
 create'. The other commands do not: they refuse a store whose schema is
-older than this build, and ask for this command.`,
+older than this build, and ask for this command.
+
+--print-grants prints, and does not run, the PostgreSQL statements that
+create three roles and grant each what it needs: the runtime role
+gateways connect as (read keys, write usage), the management role of the
+CLI and admin API, and the owner, who runs migrations (default: whoever
+ran them). Run them as the owner after migrating, and again after each
+upgrade.`,
 		Args: cobra.NoArgs,
 	}
 	c.Flags().Bool("dry-run", false, "List the migrations that would be applied, apply none")
+	c.Flags().String("prefix", "", "Record that gateways accept keys with this prefix (default: $"+envPrefix+", else none)")
+	c.Flags().Bool("print-grants", false, "Print the PostgreSQL roles and grants of a least-privilege deployment; run nothing")
+	c.Flags().String("runtime-role", postgres.DefaultRoles.Runtime, "With --print-grants: the role gateways connect as")
+	c.Flags().String("management-role", postgres.DefaultRoles.Management, "With --print-grants: the role of the CLI and the admin API")
+	c.Flags().String("owner-role", "", "With --print-grants: the role that owns the tables and runs migrations (default: whoever ran them)")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if printGrants, _ := cmd.Flags().GetBool("print-grants"); printGrants {
+			var r postgres.Roles
+			r.Runtime, _ = cmd.Flags().GetString("runtime-role")
+			r.Management, _ = cmd.Flags().GetString("management-role")
+			r.Owner, _ = cmd.Flags().GetString("owner-role")
+			sql, err := postgres.Grants(r)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), sql)
+			return err
+		}
 		dryRun, _ := cmd.Flags().GetBool("dry-run")
 		if dryRun {
 			e, err := newCLIEnv(cmd)
@@ -633,6 +661,16 @@ older than this build, and ask for this command.`,
 			v, err := s.SchemaVersion(e.ctx)
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("prefix") || os.Getenv(envPrefix) != "" {
+				format, err := prefixFlag(cmd)
+				if err != nil {
+					return err
+				}
+				if err := s.AcceptPrefix(e.ctx, format.Prefix()); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.out, "Recorded that gateways on %s accept keys with prefix %q.\n", store, format.Prefix())
 			}
 			if len(names) == 0 {
 				fmt.Fprintf(e.out, "Key store %s was already up to date (schema version %d); nothing applied.\n", store, v)

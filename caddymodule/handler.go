@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -390,7 +391,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// make keys no gateway takes. Advisory: a store that cannot be written
 	// now (down, or a role without the right) only loses the check.
 	if err := v.store.AcceptPrefix(openCtx, h.format.Prefix()); err != nil {
-		h.logger.Debug("could not record the key prefix in the store", zap.Error(err))
+		if keystore.PermissionDenied(err) {
+			// A gateway's runtime role may not write keygate_meta; say so
+			// once a process, not at every reload.
+			if _, warned := prefixWarned.LoadOrStore(h.poolKey.store.dsn+"\x00"+h.format.Prefix(), true); !warned {
+				h.logger.Warn("this database role may not record the key prefix in the store, so the CLI cannot check that new keys carry it; "+
+					"record it with `caddy api-key migrate --prefix "+h.format.Prefix()+"` as the management role", zap.Error(err))
+			}
+		} else {
+			h.logger.Debug("could not record the key prefix in the store", zap.Error(err))
+		}
 	}
 	h.security = newSecurityLog(h.logger)
 	h.logger.Info("api_key ready",
@@ -446,6 +456,10 @@ func DefaultDatabase() string {
 }
 
 // filePlaceholder is a pepper given as one {file.PATH} placeholder.
+// prefixWarned holds the stores and prefixes whose prefix a gateway was
+// refused to record, so that the warning is logged once.
+var prefixWarned sync.Map // dsn + "\x00" + prefix -> true
+
 var filePlaceholder = regexp.MustCompile(`^\{file\.([^{}]+)\}$`)
 
 // resolvePepper replaces placeholders in the configured pepper; with the

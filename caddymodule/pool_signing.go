@@ -52,7 +52,11 @@ func (*App) acquireKeyring(ctx context.Context, store storeKey, h *keystore.Hash
 		}
 		logger := caddy.Log().Named("http.handlers.api_key").With(zap.String("database", keystore.RedactDSN(store.dsn)))
 		ring := signing.NewKeyring(st.(*sharedStore).Store, sealer, nil)
+		// A role that may not create the first signing key stays refused
+		// until someone else creates it: say so once, not every refresh.
+		denied := false
 		if err := ring.Refresh(ctx); err != nil {
+			denied = keystore.PermissionDenied(err)
 			logger.Warn("identity_jwt: the signing key could not be loaded; requests get 503 until it is", zap.Error(err))
 		}
 		lctx, stop := context.WithCancel(context.Background())
@@ -60,9 +64,13 @@ func (*App) acquireKeyring(ctx context.Context, store storeKey, h *keystore.Hash
 		go func() {
 			defer close(sk.done)
 			ring.Run(lctx, refresh, func(err error) {
-				if err != nil {
+				wasDenied := denied
+				denied = keystore.PermissionDenied(err)
+				switch {
+				case denied && wasDenied:
+				case err != nil:
 					logger.Warn("identity_jwt: could not read the signing keys; signing with the last one loaded", zap.Error(err))
-				} else {
+				default:
 					logger.Info("identity_jwt: signing keys read again")
 				}
 			})

@@ -31,3 +31,22 @@ func invalid(err error) error {
 
 // conflict marks err as ErrConflict.
 func conflict(err error) error { return &kindError{err, ErrConflict} }
+
+// ErrCannotMigrate: the store's schema is older than this build and the
+// database role in use may not change it (a gateway's runtime role).
+var ErrCannotMigrate = errors.New("the key store's schema is older than this Keygate build and this role cannot migrate it: " +
+	"run `caddy api-key migrate` as the owner role")
+
+// ErrCannotRecordPepperCheck: the store has no pepper check yet and the
+// role in use may not record one, so the pepper cannot be verified.
+var ErrCannotRecordPepperCheck = errors.New("the key store has no pepper check recorded yet and this role may not record one, " +
+	"so the pepper cannot be verified: record it first as the management role " +
+	"(create the first key with `caddy api-key create`, or run `caddy api-key migrate` with the pepper)")
+
+// PermissionDenied reports whether err is the database's refusal for
+// want of a privilege (SQLSTATE 42501): the role in use may not do what
+// was asked, which retrying will not change.
+func PermissionDenied(err error) bool {
+	var coded interface{ SQLState() string }
+	return errors.As(err, &coded) && coded.SQLState() == "42501"
+}

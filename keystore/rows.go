@@ -151,5 +151,6 @@ func ScanPrefixRecord(row Scanner) (RecordedPrefix, error) {
 // retry can fix: a backend that waits out outages gives up on these.
 func Permanent(err error) bool {
 	return errors.Is(err, ErrPepperMismatch) || errors.Is(err, ErrPepperCheckCorrupt) || errors.Is(err, ErrSchemaTooNew) ||
-		errors.Is(err, ErrSchemaOld) || errors.Is(err, ErrNoStore)
+		errors.Is(err, ErrSchemaOld) || errors.Is(err, ErrNoStore) || errors.Is(err, ErrCannotMigrate) ||
+		errors.Is(err, ErrCannotRecordPepperCheck)
 }

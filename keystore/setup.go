@@ -1,6 +1,9 @@
 package keystore
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // SetupStore is what Setup needs of a backend's store.
 type SetupStore interface {
@@ -20,8 +23,23 @@ type SetupStore interface {
 // recorded one (ErrPepperMismatch, ErrPepperCheckCorrupt).
 func Setup(ctx context.Context, s SetupStore, all Migrations, opts Options) error {
 	if opts.Schema == SchemaMigrate {
-		if _, err := s.Migrate(ctx); err != nil {
+		// Read the version first and run DDL only for pending
+		// migrations: a gateway's runtime role may read the schema but
+		// neither create nor change it.
+		v, err := s.CurrentVersion(ctx)
+		if err != nil {
 			return err
+		}
+		if _, err := all.After(v); err != nil {
+			return err
+		}
+		if v < len(all) {
+			if _, err := s.Migrate(ctx); err != nil {
+				if PermissionDenied(err) {
+					return fmt.Errorf("%w (database at version %d, this build needs %d): %v", ErrCannotMigrate, v, len(all), err)
+				}
+				return err
+			}
 		}
 	} else {
 		v, err := s.CurrentVersion(ctx)

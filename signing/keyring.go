@@ -63,6 +63,10 @@ func (r *Keyring) Refresh(ctx context.Context) error {
 	}
 	if len(keys) == 0 {
 		if _, err := Ensure(ctx, r.store, r.sealer, now); err != nil {
+			if keystore.PermissionDenied(err) {
+				return fmt.Errorf("the store has no signing key and this database role may not create one: "+
+					"create the first signing key with `caddy api-key signing-key rotate` as the management role: %w", err)
+			}
 			return err
 		}
 		if keys, err = r.store.SigningKeys(ctx, now, false); err != nil {

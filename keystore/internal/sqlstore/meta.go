@@ -2,21 +2,47 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/keygate/keygate/keystore"
 )
 
 // RecordPepperCheck records check unless a value is recorded, and
-// returns the recorded one (see keystore.Setup).
+// returns the recorded one (see keystore.Setup). A recorded value is only
+// read, so that a role that may not write keygate_meta (a gateway's
+// runtime role) can still compare against it.
 func (s *Store) RecordPepperCheck(ctx context.Context, check keystore.Digest) ([]byte, error) {
+	stored, err := s.pepperCheck(ctx)
+	if err != nil || stored != nil {
+		return stored, err
+	}
 	if _, err := s.db.Exec(ctx,
 		"INSERT INTO keygate_meta (name, value) VALUES ('pepper_check', $1) ON CONFLICT (name) DO NOTHING", check[:]); err != nil {
+		if keystore.PermissionDenied(err) {
+			return nil, fmt.Errorf("%w: %v", keystore.ErrCannotRecordPepperCheck, err)
+		}
 		return nil, fmt.Errorf("recording pepper check: %w", err)
 	}
+	if stored, err = s.pepperCheck(ctx); err == nil && stored == nil {
+		err = errors.New("reading pepper check: no value after recording it")
+	}
+	return stored, err
+}
+
+// pepperCheck returns the recorded pepper check, nil if there is none.
+func (s *Store) pepperCheck(ctx context.Context) ([]byte, error) {
 	var stored []byte
-	if err := s.db.QueryRow(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored); err != nil {
+	err := s.db.QueryRow(ctx, "SELECT value FROM keygate_meta WHERE name = 'pepper_check'").Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("reading pepper check: %w", err)
+	}
+	if stored == nil {
+		stored = []byte{} // recorded but empty: comparePepperCheck calls it corrupt
 	}
 	return stored, nil
 }
