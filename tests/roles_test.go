@@ -94,6 +94,13 @@ func TestGatewayRunsAsRuntimeRole(t *testing.T) {
 	if _, requests, _, _ := storedUsage(t, mgmt, k.ID); requests < 3 {
 		t.Errorf("usage written by the runtime role: %d requests, want at least 3\n%s", requests, g.log())
 	}
+	// The management role records the prefix the gateway could not.
+	if res := mgmt.mustCLI("migrate", "--prefix", "kg"); !strings.Contains(res.stdout, `accept keys with prefix "kg"`) {
+		t.Errorf("migrate --prefix did not record the prefix:\n%s", res)
+	}
+	if res := runtime.cli("migrate", "--prefix", "kg"); res.code == 0 || !strings.Contains(res.stderr, "permission denied") {
+		t.Errorf("the runtime role recorded a prefix:\n%s", res)
+	}
 	if log := g.log(); strings.Contains(log, `"level":"error"`) || strings.Contains(log, "permission denied for table keygate_usage") {
 		t.Errorf("the gateway logged an error:\n%s", log)
 	}

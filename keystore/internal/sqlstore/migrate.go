@@ -12,6 +12,13 @@ import (
 // records it, serialised with other migrators by LockMigrations (or
 // SQLite's write lock, held from Begin).
 func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
+	// Nothing pending: no DDL at all, which a role that may not run it
+	// (the management role, a gateway's runtime role) could not.
+	if v, err := s.CurrentVersion(ctx); err != nil {
+		return nil, err
+	} else if v == len(s.migrations) {
+		return nil, nil
+	}
 	err = inTx(ctx, s.db, func(tx Querier) error {
 		if s.d.LockMigrations != "" {
 			if _, err := tx.Exec(ctx, s.d.LockMigrations); err != nil {
@@ -41,6 +48,9 @@ func (s *Store) Migrate(ctx context.Context) (applied []int, err error) {
 		}
 		return nil
 	})
+	if keystore.PermissionDenied(err) {
+		return nil, fmt.Errorf("migrating %s key store: %w: %w", s.d.Name, keystore.ErrCannotMigrate, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("migrating %s key store: %w", s.d.Name, err)
 	}
