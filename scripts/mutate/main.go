@@ -37,6 +37,20 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "roles: the runtime role may insert keys",
+		file: "keystore/postgres/grants.go",
+		from: "\t{\"keygate_keys\", \"SELECT\"},\n",
+		to:   "\t{\"keygate_keys\", \"SELECT, INSERT\"},\n",
+		pkg:  "./keystore/postgres", tests: "TestLeastPrivilegeRoles",
+	},
+	{
+		name: "roles: the audit trail can be updated by the management role",
+		file: "keystore/postgres/migrations/0008_audit_append_only.sql",
+		from: "BEFORE UPDATE OR DELETE ON keygate_audit",
+		to:   "BEFORE INSERT ON keygate_audit",
+		pkg:  "./keystore/postgres", tests: "TestLeastPrivilegeRoles",
+	},
+	{
 		name: "require_tls: a client's own X-Forwarded-Proto counts as TLS",
 		file: "caddymodule/step_tls.go",
 		from: "return trusted && strings.EqualFold(",
