@@ -139,6 +139,11 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	if err := rt.AcceptPrefix(ctx, "kg"); !keystore.PermissionDenied(err) {
 		t.Errorf("the runtime role recorded a prefix: %v", err)
 	}
+	first := &keystore.SigningKey{KID: "kid", Algorithm: "EdDSA", PublicKey: []byte{1}, SealedPrivateKey: []byte{2},
+		CreatedAt: time.Now(), ActivatedAt: time.Now()}
+	if _, err := rt.EnsureSigningKey(ctx, first, nil); !keystore.PermissionDenied(err) {
+		t.Errorf("the runtime role created the first signing key: %v", err)
+	}
 	refused := []string{
 		"INSERT INTO keygate_keys (id, digest, name, hint, created_at) VALUES ('x', '\\x" + strings.Repeat("00", 32) + "', 'x', 'x', now())",
 		"UPDATE keygate_keys SET revoked_at = NULL",
