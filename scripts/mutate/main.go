@@ -235,8 +235,8 @@ var mutations = []mutation{
 	{
 		name: "handler: the key in a success-path debug line",
 		file: "caddymodule/pipeline.go",
-		from: "\th.admit(x.r, x.key)\n\tcountRequest(\"ok\")",
-		to:   "\th.debug(\"admitted\", x.r, zap.String(\"authorization\", x.r.Header.Get(\"Authorization\")))\n\th.admit(x.r, x.key)\n\tcountRequest(\"ok\")",
+		from: "\th.admit(x.r, x.key, tok)\n\tcountRequest(\"ok\")",
+		to:   "\th.debug(\"admitted\", x.r, zap.String(\"authorization\", x.r.Header.Get(\"Authorization\")))\n\th.admit(x.r, x.key, tok)\n\tcountRequest(\"ok\")",
 		pkg:  "./caddymodule", tests: "TestNoKeyInHandlerLogs",
 	},
 	{
@@ -270,8 +270,8 @@ var mutations = []mutation{
 	{
 		name: "handler: default identity headers kept when renamed or off",
 		file: "caddymodule/step_identity.go",
-		from: "for _, n := range []string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader} {",
-		to:   "for _, n := range []string{h.idHeader, h.ownerHeader} {",
+		from: "for _, n := range append([]string{defaultIDHeader, defaultOwnerHeader, h.idHeader, h.ownerHeader}, h.jwtHeaderNames()...) {",
+		to:   "for _, n := range append([]string{h.idHeader, h.ownerHeader}, h.jwtHeaderNames()...) {",
 		pkg:  "./caddymodule", tests: "TestServeHTTPIdentityHeaders",
 	},
 	{
