@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/internal/when"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/signing"
 )
@@ -60,10 +61,7 @@ func (h *Handler) list(c *call) error {
 	if err != nil {
 		return err
 	}
-	page := keyPage{Keys: make([]keystore.KeyStatus, 0, len(keys))}
-	for _, k := range keys {
-		page.Keys = append(page.Keys, keystore.WithStatus(k, f.Now))
-	}
+	page := keyPage{Keys: keystore.WithStatuses(keys, f.Now)}
 	if len(keys) == f.Limit {
 		page.Next = keys[len(keys)-1].ID
 	}
@@ -571,28 +569,18 @@ func query(r *http.Request, allowed ...string) (url.Values, error) {
 	return q, nil
 }
 
-// since reads the since parameter: a duration back from now (24h, 7d)
-// or an RFC 3339 time or a date.
+// since reads the since parameter as the CLI reads --since: a duration
+// back from now (24h, 7d, 2w) or a time (RFC 3339 or YYYY-MM-DD).
 func since(q url.Values, def time.Time) (time.Time, error) {
 	s := q.Get("since")
 	if s == "" {
 		return def, nil
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
+	t, err := when.Parse("since", s, time.Now(), -1)
+	if err != nil {
+		return time.Time{}, badf("%v", err)
 	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		if days, err := strconv.Atoi(n); err == nil && days > 0 {
-			return time.Now().Add(-time.Duration(days) * 24 * time.Hour), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return time.Now().Add(-d), nil
-	}
-	return time.Time{}, badf("since %q is neither a duration back from now (24h, 7d) nor a time (RFC 3339 or YYYY-MM-DD)", s)
+	return t, nil
 }
 
 func parseCIDRs(list []string) ([]netip.Prefix, error) {

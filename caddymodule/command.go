@@ -15,10 +15,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/keygate/keygate/internal/when"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/postgres"
 )
@@ -337,12 +337,7 @@ the key with that id, the last of the previous page.`,
 				fmt.Fprintf(e.errOut, "next page: --after %s\n", keys[len(keys)-1].ID)
 			}
 			if asJSON {
-				now := time.Now()
-				out := make([]keystore.KeyStatus, 0, len(keys))
-				for _, k := range keys {
-					out = append(out, keystore.WithStatus(k, now))
-				}
-				return writeJSON(e.out, out)
+				return writeJSON(e.out, keystore.WithStatuses(keys, time.Now()))
 			}
 			tw := tabwriter.NewWriter(e.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tNAME\tOWNER\tSTATUS\tCREATED\tEXPIRES\tSCOPES\tHINT")
@@ -510,12 +505,7 @@ func revokeOwner(e *cliEnv, s keystore.Store, owner string, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		now := time.Now()
-		out := make([]keystore.KeyStatus, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, keystore.WithStatus(k, now))
-		}
-		return writeJSON(e.out, out)
+		return writeJSON(e.out, keystore.WithStatuses(keys, time.Now()))
 	}
 	if len(keys) == 0 {
 		fmt.Fprintf(e.out, "Owner %s has no key that is not revoked already in %s; nothing revoked.\n", owner, keystore.RedactDSN(e.dsn))
@@ -787,7 +777,7 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := parseWhen("--expires", s, now, 1)
+	t, err := when.Parse("--expires", s, now, 1)
 	if err == nil && !t.After(now) {
 		return time.Time{}, fmt.Errorf("--expires %s is in the past", s)
 	}
@@ -800,31 +790,7 @@ func parseNotBefore(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	return parseWhen("--not-before", s, now, 1)
-}
-
-// parseWhen reads a time given as a duration from now (2w, 30d, 12h; the
-// future when sign is 1, the past when -1) or as a time (RFC 3339, or
-// YYYY-MM-DD in UTC).
-func parseWhen(flag, s string, now time.Time, sign time.Duration) (time.Time, error) {
-	d, err := caddy.ParseDuration(s)
-	if n, ok := strings.CutSuffix(s, "w"); ok {
-		if w, werr := strconv.Atoi(n); werr == nil {
-			d, err = time.Duration(w)*7*24*time.Hour, nil
-		}
-	}
-	if err == nil {
-		if d <= 0 {
-			return time.Time{}, fmt.Errorf("%s %s: the duration must be positive", flag, s)
-		}
-		return now.Add(sign * d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%s %q is neither a duration (2w, 30d, 12h) nor a time (2027-01-31T00:00:00Z, 2027-01-31)", flag, s)
+	return when.Parse("--not-before", s, now, 1)
 }
 
 func parseMetadata(pairs []string) (map[string]string, error) {

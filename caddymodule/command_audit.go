@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/internal/when"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -53,7 +54,7 @@ proves that no event up to it is missing.`,
 		}
 		f.Owner, _ = flags.GetString("owner")
 		if since, _ := flags.GetString("since"); flags.Changed("since") {
-			if f.Since, err = parseWhen("--since", since, time.Now(), -1); err != nil {
+			if f.Since, err = when.Parse("--since", since, time.Now(), -1); err != nil {
 				return err
 			}
 		}

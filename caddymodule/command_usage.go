@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keygate/keygate/internal/when"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -44,7 +45,7 @@ seconds may not be there yet.`,
 			return errors.New("give a key id or --owner, not both")
 		}
 		since, _ := flags.GetString("since")
-		if q.Since, err = parseWhen("--since", since, time.Now(), -1); err != nil {
+		if q.Since, err = when.Parse("--since", since, time.Now(), -1); err != nil {
 			return err
 		}
 		q.By, _ = flags.GetString("by")

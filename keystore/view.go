@@ -17,6 +17,15 @@ type KeyStatus struct {
 // WithStatus returns k with its status at now.
 func WithStatus(k *Key, now time.Time) KeyStatus { return KeyStatus{k, k.Status(now)} }
 
+// WithStatuses returns keys with their statuses at now.
+func WithStatuses(keys []*Key, now time.Time) []KeyStatus {
+	out := make([]KeyStatus, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, WithStatus(k, now))
+	}
+	return out
+}
+
 // ChangedKey is the answer to a change that may have changed nothing.
 type ChangedKey struct {
 	KeyStatus
