@@ -41,6 +41,9 @@ type Backend struct {
 	// Hasher is nil when no pepper is known: creating, rotating and
 	// importing keys are refused.
 	Hasher *keystore.Hasher
+	// OtherPeppers are the other peppers of a pepper rotation (import
+	// finds keys they hashed).
+	OtherPeppers []*keystore.Hasher
 	// Format is the prefix new keys get.
 	Format keystore.Format
 }
@@ -126,7 +129,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	c.b = b
-	c.lc = &keystore.Lifecycle{Store: b.Store, Format: b.Format, Hasher: b.Hasher}
+	c.lc = &keystore.Lifecycle{Store: b.Store, Format: b.Format, Hasher: b.Hasher, OtherPeppers: b.OtherPeppers}
 	if err := rt.run(h, c); err != nil {
 		h.fail(c, err)
 	}

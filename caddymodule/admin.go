@@ -112,10 +112,12 @@ func resolveAdmin(ctx context.Context) (*adminapi.Backend, func(), error) {
 	b := &adminapi.Backend{}
 	key := storeKey{dsn: dsn}
 	if pepper != nil {
-		if b.Hasher, err = keystore.NewHasher(pepper); err != nil {
+		peppers, err := settings.pepperRotation().peppers(pepper)
+		if err != nil {
 			return nil, nil, err
 		}
-		key.pepperCheck = b.Hasher.PepperCheck()
+		b.Hasher, b.OtherPeppers = peppers.Current, peppers.Others()
+		key = newStoreKey(dsn, peppers)
 	}
 	prefix := settings.Prefix
 	if prefix == "" {
@@ -125,7 +127,7 @@ func resolveAdmin(ctx context.Context) (*adminapi.Backend, func(), error) {
 		return nil, nil, err
 	}
 	v, _, err := adminStores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s, err := keystore.Open(ctx, dsn, keystore.Options{PepperCheck: key.pepperCheck})
+		s, err := keystore.Open(ctx, dsn, key.options())
 		if err != nil {
 			return nil, fmt.Errorf("opening the key store %s: %w", keystore.RedactDSN(dsn), err)
 		}

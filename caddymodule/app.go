@@ -40,6 +40,10 @@ type App struct {
 	// KEYGATE_PEPPER, else, for the embedded store, the pepper file
 	// beside it.
 	Pepper string `json:"pepper,omitempty"`
+	// PreviousPeppers and NextPepper rotate the app's pepper (see
+	// Handler.PreviousPeppers).
+	PreviousPeppers []string `json:"previous_peppers,omitempty"`
+	NextPepper      string   `json:"next_pepper,omitempty"`
 	// Prefix is the key prefix for every api_key handler that does not
 	// set its own. Default: KEYGATE_PREFIX, else "kg".
 	Prefix string `json:"prefix,omitempty"`
@@ -193,6 +197,8 @@ func keygateApp(ctx caddy.Context) (*App, error) {
 //		keygate {
 //			database <dsn>
 //			pepper   <secret>
+//			previous_peppers <secret...>
+//			next_pepper      <secret>
 //			prefix   <prefix>
 //			usage off | {
 //				flush_interval <duration>
@@ -234,6 +240,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				}
 				a.Prefix = v
 			}
+		case "previous_peppers":
+			if a.PreviousPeppers = d.RemainingArgs(); len(a.PreviousPeppers) == 0 {
+				return nil, d.Err("keygate previous_peppers needs at least one pepper, e.g. previous_peppers {env.KEYGATE_OLD_PEPPER}")
+			}
+		case "next_pepper":
+			v, err := oneArg(d)
+			if err != nil {
+				return nil, err
+			}
+			a.NextPepper = v
 		case "usage":
 			u, err := parseUsage(d)
 			if err != nil {
@@ -251,7 +267,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			a.RateLimitKeys = n
 		default:
-			return nil, d.Errf("keygate: unknown setting '%s' (known: database, pepper, prefix, usage, rate_limit_keys)", name)
+			return nil, d.Errf("keygate: unknown setting '%s' (known: database, pepper, previous_peppers, next_pepper, prefix, usage, rate_limit_keys)", name)
 		}
 	}
 	raw, err := json.Marshal(a)

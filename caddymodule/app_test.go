@@ -12,7 +12,7 @@ import (
 )
 
 func TestGlobalOptionAdapt(t *testing.T) {
-	input := "{\n\tkeygate {\n\t\tdatabase postgres://db/keys\n\t\tpepper {env.KEYGATE_PEPPER}\n\t\tprefix acme\n\t\trate_limit_keys 5000\n\t}\n}\n\n:8080 {\n\tapi_key\n\trespond ok\n}\n"
+	input := "{\n\tkeygate {\n\t\tdatabase postgres://db/keys\n\t\tpepper {env.KEYGATE_PEPPER}\n\t\tprevious_peppers {env.OLD}\n\t\tnext_pepper {env.NEXT}\n\t\tprefix acme\n\t\trate_limit_keys 5000\n\t}\n}\n\n:8080 {\n\tapi_key\n\trespond ok\n}\n"
 	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +23,7 @@ func TestGlobalOptionAdapt(t *testing.T) {
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if !jsonEqual(t, cfg.Apps["keygate"], []byte(`{"database":"postgres://db/keys","pepper":"{env.KEYGATE_PEPPER}","prefix":"acme","rate_limit_keys":5000}`)) {
+	if !jsonEqual(t, cfg.Apps["keygate"], []byte(`{"database":"postgres://db/keys","pepper":"{env.KEYGATE_PEPPER}","previous_peppers":["{env.OLD}"],"next_pepper":"{env.NEXT}","prefix":"acme","rate_limit_keys":5000}`)) {
 		t.Errorf("apps.keygate = %s", cfg.Apps["keygate"])
 	}
 	if cfg.Apps["http"] == nil {
@@ -43,6 +43,8 @@ func TestGlobalOptionErrors(t *testing.T) {
 		"{\n\tkeygate {\n\t\tdatabase x\n\t\t}\n\t}\n}\n:80\n":         "",
 		"{\n\tkeygate {\n\t\tpepper secret\n\t\tfrom bearer\n\t}\n}\n": "unknown setting 'from'",
 		"{\n\tkeygate {\n\t\trate_limit_keys 0\n\t}\n}\n:80\n":         "rate_limit_keys must be a positive whole number, got '0'",
+		"{\n\tkeygate {\n\t\tprevious_peppers\n\t}\n}\n:80\n":          "previous_peppers needs at least one pepper",
+		"{\n\tkeygate {\n\t\tnext_pepper a b\n\t}\n}\n:80\n":           "takes one value",
 		"{\n\tkeygate {\n\t\trate_limit_keys lots\n\t}\n}\n:80\n":      "rate_limit_keys must be a positive whole number, got 'lots'",
 	} {
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})

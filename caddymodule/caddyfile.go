@@ -20,6 +20,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	api_key [<matcher>] {
 //		database          <dsn>
 //		pepper            <secret>
+//		previous_peppers  <secret...>
+//		next_pepper       <secret>
 //		prefix            <prefix>
 //		from              bearer | header <name> | query <name> | cookie <name>
 //		scopes            <scope...>
@@ -92,6 +94,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "realm":
 				h.Realm = v
 			}
+		case "previous_peppers":
+			if err := once(name); err != nil {
+				return err
+			}
+			if h.PreviousPeppers = d.RemainingArgs(); len(h.PreviousPeppers) == 0 {
+				return d.Err("previous_peppers needs at least one pepper, e.g. previous_peppers {env.KEYGATE_OLD_PEPPER}")
+			}
+		case "next_pepper":
+			if err := once(name); err != nil {
+				return err
+			}
+			v, err := oneArg(d)
+			if err != nil {
+				return err
+			}
+			h.NextPepper = v
 		case "from":
 			args := d.RemainingArgs()
 			if len(args) == 0 {

@@ -41,6 +41,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"every option", `api_key {
 			database          "postgres://gw:secret@db:5432/keys?sslmode=disable"
 			pepper            {env.KEYGATE_PEPPER}
+			previous_peppers  {env.KEYGATE_OLD_PEPPER} {file./etc/keygate/older}
+			next_pepper       {env.KEYGATE_NEXT_PEPPER}
 			prefix            acme_live
 			from              bearer
 			from              header x-api-key
@@ -72,6 +74,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}`, `{
 			"database": "postgres://gw:secret@db:5432/keys?sslmode=disable",
 			"pepper": "{env.KEYGATE_PEPPER}",
+			"previous_peppers": ["{env.KEYGATE_OLD_PEPPER}", "{file./etc/keygate/older}"],
+			"next_pepper": "{env.KEYGATE_NEXT_PEPPER}",
 			"prefix": "acme_live",
 			"sources": [
 				{"from": "bearer"},
@@ -205,6 +209,10 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 
 		{"database twice", "api_key {\ndatabase a\ndatabase b\n}", "subdirective 'database' given more than once"},
 		{"pepper twice", "api_key {\npepper a\npepper a\n}", "subdirective 'pepper' given more than once"},
+		{"previous_peppers without value", "api_key {\nprevious_peppers\n}", "previous_peppers needs at least one pepper"},
+		{"previous_peppers twice", "api_key {\nprevious_peppers a\nprevious_peppers b\n}", "subdirective 'previous_peppers' given more than once"},
+		{"next_pepper two values", "api_key {\nnext_pepper a b\n}", "next_pepper takes one value"},
+		{"next_pepper twice", "api_key {\nnext_pepper a\nnext_pepper b\n}", "subdirective 'next_pepper' given more than once"},
 		{"prefix twice", "api_key {\nprefix a\nprefix b\n}", "subdirective 'prefix' given more than once"},
 		{"realm twice", "api_key {\nrealm a\nrealm b\n}", "subdirective 'realm' given more than once"},
 		{"id_header twice", "api_key {\nid_header a\nid_header off\n}", "subdirective 'id_header' given more than once"},

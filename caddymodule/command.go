@@ -58,6 +58,8 @@ lost key cannot be recovered, only revoked and replaced.
 			cmd.PersistentFlags().String("pepper", "", "Pepper the gateway uses; placeholders allowed (env KEYGATE_PEPPER); "+
 				"a literal value is visible in the process list, prefer --pepper-file")
 			cmd.PersistentFlags().String("pepper-file", "", "File holding the pepper, readable by its owner only (env KEYGATE_PEPPER_FILE)")
+			cmd.PersistentFlags().StringArray("previous-pepper-file", nil, "In a pepper rotation: file holding a previous pepper (repeat for more); keys made with it still verify")
+			cmd.PersistentFlags().String("next-pepper-file", "", "In a pepper rotation: file holding the next pepper, registered in the store before gateways use it")
 			cmd.PersistentFlags().Duration("timeout", 30*time.Second, "How long to wait for the key store")
 			cmd.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
@@ -65,7 +67,7 @@ lost key cannot be recovered, only revoked and replaced.
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), scanCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand(), signingKeyCommand())
+			cmd.AddCommand(createCommand(), importCommand(), listCommand(), showCommand(), updateCommand(), rotateCommand(), revokeCommand(), deleteCommand(), ownerCommand(), scanCommand(), auditCommand(), usageCommand(), migrateCommand(), resetPepperCommand(), pepperStatusCommand(), signingKeyCommand())
 		},
 	})
 }
@@ -73,10 +75,13 @@ lost key cannot be recovered, only revoked and replaced.
 // cliEnv is what every subcommand resolves from flags and environment.
 type cliEnv struct {
 	dsn        string
-	pepper     string // --pepper, placeholders not yet replaced
-	pepperFile string // --pepper-file
-	actor      string // who makes the change, for commands that change keys
-	newStore   bool   // the embedded store did not exist before this command
+	pepper     string           // --pepper, placeholders not yet replaced
+	pepperFile string           // --pepper-file
+	previous   []string         // --previous-pepper-file
+	next       string           // --next-pepper-file
+	peppers    keystore.Peppers // once open resolved the pepper
+	actor      string           // who makes the change, for commands that change keys
+	newStore   bool             // the embedded store did not exist before this command
 	timeout    time.Duration
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -113,6 +118,8 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 	if pepper != "" && pepperFile != "" {
 		return nil, errors.New("--pepper and --pepper-file are both set: give the pepper one way only")
 	}
+	previous, _ := flags.GetStringArray("previous-pepper-file")
+	next, _ := flags.GetString("next-pepper-file")
 	timeout, _ := flags.GetDuration("timeout")
 	if timeout <= 0 {
 		return nil, errors.New("--timeout must be positive")
@@ -128,7 +135,7 @@ func newCLIEnv(cmd *cobra.Command) (*cliEnv, error) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, actor: actor, timeout: timeout,
+	return &cliEnv{dsn: dsn, pepper: pepper, pepperFile: pepperFile, previous: previous, next: next, actor: actor, timeout: timeout,
 		ctx: ctx, cancel: cancel, out: cmd.OutOrStdout(), errOut: errOut}, nil
 }
 
@@ -152,16 +159,40 @@ func (e *cliEnv) open(use pepperUse, opts keystore.Options) (keystore.Store, *ke
 		if err != nil {
 			return nil, nil, err
 		}
-		if hasher, err = keystore.NewHasher(pepper); err != nil {
+		if e.peppers, err = e.rotation(pepper); err != nil {
 			return nil, nil, err // "pepper is …"
 		}
-		opts.PepperCheck = hasher.PepperCheck()
+		hasher = e.peppers.Current
+		e.peppers.SetOptions(&opts)
+	} else if len(e.previous) > 0 || e.next != "" {
+		return nil, nil, errors.New("--previous-pepper-file and --next-pepper-file need the pepper they rotate from or to: give it too")
 	}
 	s, err := keystore.Open(e.ctx, e.dsn, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening key store %s: %w", keystore.RedactDSN(e.dsn), e.explain(err))
 	}
 	return s, hasher, nil
+}
+
+// rotation reads the files of the other peppers of a rotation and builds
+// the hashers around the pepper.
+func (e *cliEnv) rotation(pepper []byte) (keystore.Peppers, error) {
+	var previous [][]byte
+	for _, f := range e.previous {
+		p, err := keystore.ReadPepperFile(f)
+		if err != nil {
+			return keystore.Peppers{}, fmt.Errorf("--previous-pepper-file: %w", err)
+		}
+		previous = append(previous, p)
+	}
+	var next []byte
+	if e.next != "" {
+		var err error
+		if next, err = keystore.ReadPepperFile(e.next); err != nil {
+			return keystore.Peppers{}, fmt.Errorf("--next-pepper-file: %w", err)
+		}
+	}
+	return keystore.NewPeppers(pepper, previous, next)
 }
 
 // Store options of the commands: create (and migrate) may make a new

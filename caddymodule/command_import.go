@@ -79,7 +79,7 @@ The file holds live keys: delete it once imported.`,
 			in = f
 		}
 		return withStore(cmd, pepperRequired, createsStore, func(e *cliEnv, s keystore.Store, h *keystore.Hasher) error {
-			lc := &keystore.Lifecycle{Store: s, Format: keyFormat, Hasher: h}
+			lc := &keystore.Lifecycle{Store: s, Format: keyFormat, Hasher: h, OtherPeppers: e.peppers.Others()}
 			done, err := lc.ImportFile(e.ctx, e.actor, in, format, dryRun)
 			if err != nil {
 				return err

@@ -94,7 +94,7 @@ gives the pattern and a gitleaks rule.`,
 			done := map[string]bool{} // ids revoked by this run
 			for i := range found {
 				f := &found[i]
-				k, err := s.Lookup(e.ctx, h.Digest(f.key))
+				k, _, err := e.peppers.Lookup(e.ctx, s, f.key)
 				if errors.Is(err, keystore.ErrNotFound) {
 					f.Status = "unknown"
 					continue

@@ -64,6 +64,14 @@ type Handler struct {
 	// (mode 0600). Every gateway and CLI using the same store must use the
 	// same pepper.
 	Pepper string `json:"pepper,omitempty"`
+	// PreviousPeppers and NextPepper rotate the pepper (given like
+	// Pepper; see docs/operations.md). A key made with a previous pepper
+	// still works and is re-hashed with Pepper at its first successful
+	// use; a key made with the next pepper works and is left as it is.
+	// They belong with the Pepper they are given beside: a handler
+	// without its own Pepper takes the keygate app's.
+	PreviousPeppers []string `json:"previous_peppers,omitempty"`
+	NextPepper      string   `json:"next_pepper,omitempty"`
 
 	// Prefix of the keys this gateway accepts. Default: "kg".
 	Prefix string `json:"prefix,omitempty"`
@@ -183,7 +191,8 @@ type Handler struct {
 	countersKey    counterPoolKey
 	usageKey       recorderKey
 	format         keystore.Format
-	hasher         *keystore.Hasher
+	hasher         *keystore.Hasher // peppers.Current
+	peppers        keystore.Peppers
 	sources        []KeySource
 	problems       *problems
 	verifier       *sharedVerifier
@@ -298,18 +307,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if warning := keystore.CheckStoreDir(dsn); warning != "" {
 		h.logger.Warn(warning)
 	}
-	pepperSetting, pepperAs := h.Pepper, "pepper"
+	pepperSetting, pepperAs, rotation := h.Pepper, "pepper", h.pepperRotation()
 	if pepperSetting == "" && app.Pepper != "" {
-		pepperSetting, pepperAs = app.Pepper, "keygate pepper"
+		pepperSetting, pepperAs, rotation = app.Pepper, "keygate pepper", app.pepperRotation()
 	}
 	pepper, err := storePepper(pepperSetting, pepperAs, "", "", dsn, !validating)
 	if err != nil {
 		return err
 	}
 	if pepper != nil {
-		if h.hasher, err = keystore.NewHasher(pepper); err != nil {
+		if h.peppers, err = rotation.peppers(pepper); err != nil {
 			return err // "pepper is …"
 		}
+		h.hasher = h.peppers.Current
+	} else if rotation.given() {
+		return errors.New("previous_peppers and next_pepper need the pepper they rotate from or to: set pepper too")
 	}
 	prefix := h.Prefix
 	if prefix == "" {
@@ -361,7 +373,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.poolKey = verifierKey{
-		store: storeKey{dsn: dsn, pepperCheck: h.hasher.PepperCheck()},
+		store: newStoreKey(dsn, h.peppers),
 		cfg:   h.cacheConfig(),
 	}
 	openCtx, cancel := context.WithTimeout(ctx, provisionTimeout)

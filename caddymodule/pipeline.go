@@ -31,6 +31,7 @@ type exchange struct {
 	parsed  keystore.ParsedKey // once the key parsed
 	key     *keystore.Key      // once the store knew the key
 	charged bool               // the key's store lookup was charged to the client's failure budget
+	owed    bool               // … and not refunded (yet)
 }
 
 // keyID is the id of the request's key once it parsed (a legacy key's

@@ -35,6 +35,30 @@ var (
 type storeKey struct {
 	dsn         string
 	pepperCheck keystore.Digest
+	// previous holds the check values of the previous peppers of a
+	// rotation, one after the other; next that of the next pepper.
+	previous string
+	next     keystore.Digest
+}
+
+// newStoreKey is the key of the store at dsn used with peppers.
+func newStoreKey(dsn string, p keystore.Peppers) storeKey {
+	var opts keystore.Options
+	p.SetOptions(&opts)
+	k := storeKey{dsn: dsn, pepperCheck: opts.PepperCheck, next: opts.NextPepperCheck}
+	for _, c := range opts.PreviousPepperChecks {
+		k.previous += string(c[:])
+	}
+	return k
+}
+
+// options are the options a store of key is opened with.
+func (k storeKey) options() keystore.Options {
+	opts := keystore.Options{PepperCheck: k.pepperCheck, NextPepperCheck: k.next}
+	for i := 0; i+keystore.DigestLen <= len(k.previous); i += keystore.DigestLen {
+		opts.PreviousPepperChecks = append(opts.PreviousPepperChecks, keystore.Digest([]byte(k.previous[i:i+keystore.DigestLen])))
+	}
+	return opts
 }
 
 // verifierKey holds every parameter a cache is built from.
@@ -51,13 +75,14 @@ type sharedStore struct {
 	stopHeads   context.CancelFunc
 	headsDone   chan struct{}
 	auditEvents atomic.Int64 // the audit chain's length when last read
+	rehashes    *rehashes
 }
 
 func newSharedStore(s keystore.Store, dsn string) *sharedStore {
 	logger := caddy.Log().Named("http.handlers.api_key")
 	db := keystore.RedactDSN(dsn)
 	ctx, stop := context.WithCancel(context.Background())
-	st := &sharedStore{Store: s, stopHeads: stop, headsDone: make(chan struct{})}
+	st := &sharedStore{Store: s, stopHeads: stop, headsDone: make(chan struct{}), rehashes: newRehashes()}
 	go func() {
 		defer close(st.headsDone)
 		st.watchAuditHead(ctx, logger.With(zap.String("database", db)), auditHeadPoll, auditHeadLog)
@@ -79,6 +104,7 @@ func (s *sharedStore) Destruct() error {
 	s.stopHeads()
 	<-s.headsDone
 	s.invalidator.Stop()
+	s.rehashes.stopAndWait()
 	retireMetrics(s)
 	s.Store.Close()
 	return nil
@@ -104,7 +130,7 @@ func (v *sharedVerifier) Destruct() error {
 func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifier, error) {
 	val, _, err := verifiers.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, _, err := stores.LoadOrNew(key.store, func() (caddy.Destructor, error) {
-			s, err := keystore.Open(ctx, key.store.dsn, keystore.Options{PepperCheck: key.store.pepperCheck})
+			s, err := keystore.Open(ctx, key.store.dsn, key.store.options())
 			if err != nil {
 				return nil, err
 			}
@@ -136,7 +162,7 @@ func (*App) acquireVerifier(ctx context.Context, key verifierKey) (*sharedVerifi
 // it. Each successful call must be matched by one stores.Delete(key).
 func (*App) acquireStore(ctx context.Context, key storeKey) (*sharedStore, error) {
 	st, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
-		s, err := keystore.Open(ctx, key.dsn, keystore.Options{PepperCheck: key.pepperCheck})
+		s, err := keystore.Open(ctx, key.dsn, key.options())
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -108,4 +109,63 @@ func newEmbeddedStore(dsn string) (bool, error) {
 		return true, nil
 	}
 	return false, err
+}
+
+// pepperRotation is the setting of a pepper rotation: the previous
+// peppers and the next one, as configured (placeholders allowed).
+type pepperRotation struct {
+	previous []string
+	next     string
+	as       string // the settings' names in errors: "previous_peppers" or "keygate previous_peppers"
+}
+
+func (h *Handler) pepperRotation() pepperRotation {
+	return pepperRotation{h.PreviousPeppers, h.NextPepper, ""}
+}
+
+func (a *App) pepperRotation() pepperRotation {
+	return pepperRotation{a.PreviousPeppers, a.NextPepper, "keygate "}
+}
+
+func (r pepperRotation) given() bool { return len(r.previous) > 0 || r.next != "" }
+
+// peppers resolves the rotation's peppers and builds the hashers around
+// current.
+func (r pepperRotation) peppers(current []byte) (keystore.Peppers, error) {
+	var previous [][]byte
+	for _, v := range r.previous {
+		p, err := resolveOtherPepper(v, r.as+"previous_peppers")
+		if err != nil {
+			return keystore.Peppers{}, err
+		}
+		previous = append(previous, p)
+	}
+	var next []byte
+	if r.next != "" {
+		var err error
+		if next, err = resolveOtherPepper(r.next, r.as+"next_pepper"); err != nil {
+			return keystore.Peppers{}, err
+		}
+	}
+	p, err := keystore.NewPeppers(current, previous, next)
+	if err != nil {
+		return keystore.Peppers{}, fmt.Errorf("%s: %w", strings.TrimSpace(r.as+"pepper"), err)
+	}
+	return p, nil
+}
+
+// resolveOtherPepper resolves a previous or next pepper, configured as
+// the pepper is (a {file.PATH}, {env.NAME} or the value), named as in
+// errors.
+func resolveOtherPepper(configured, as string) ([]byte, error) {
+	if strings.TrimSpace(configured) == "" {
+		return nil, fmt.Errorf("%s: a pepper is empty", as)
+	}
+	// With a value set, resolvePepper neither reads nor creates the
+	// embedded store's pepper file.
+	p, err := resolvePepper(caddy.NewReplacer(), configured, "")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", as, err)
+	}
+	return p, nil
 }

@@ -17,14 +17,33 @@ import (
 // the store, what it knows of the digest, within the client's budget of
 // failed checks.
 
-// verifyKey sets x.key to the stored record of the request's key.
+// verifyKey sets x.key to the stored record of the request's key. In a
+// pepper rotation, a key the current pepper does not find is looked for
+// with the other peppers, and one found with a previous pepper is
+// re-hashed with the current one.
 func (h *Handler) verifyKey(x *exchange) verdict {
-	d := h.hasher.Digest(x.parsed)
-	key, err, cached := h.verifier.Cached(d)
-	if !cached {
-		var v verdict
-		if key, err, v = h.lookup(x, d); v.refused() {
-			return v
+	key, err, v := h.find(x, h.hasher.Digest(x.parsed))
+	if v.refused() {
+		return v
+	}
+	if errors.Is(err, keystore.ErrNotFound) && h.peppers.Rotating() {
+		for _, other := range h.peppers.Others() {
+			d := other.Digest(x.parsed)
+			if key, err, v = h.find(x, d); v.refused() {
+				return v
+			}
+			if errors.Is(err, keystore.ErrNotFound) {
+				continue
+			}
+			if x.owed && lookupExcused(x.r, key, err, x.now) {
+				// The current pepper's lookup was charged; the key exists.
+				h.failures.refund(x.r)
+				x.owed = false
+			}
+			if err == nil && h.peppers.IsPrevious(other) && key.Status(x.now) == keystore.StatusActive {
+				h.verifier.store.rehash(h.logger, key, d, h.hasher.Digest(x.parsed), h.hasher.ID(), h.poolKey.cfg.QueryTimeout)
+			}
+			break
 		}
 	}
 	switch {
@@ -48,15 +67,24 @@ func (h *Handler) verifyKey(x *exchange) verdict {
 	return verdict{}
 }
 
+// find asks the cache, and through it the store, about d.
+func (h *Handler) find(x *exchange, d keystore.Digest) (*keystore.Key, error, verdict) {
+	if key, err, cached := h.verifier.Cached(d); cached {
+		return key, err, verdict{}
+	}
+	return h.lookup(x, d)
+}
+
 // lookup asks the store about d through the cache, within the client's
 // budget. A lookup that starts a store query counts as a failed check
 // until the store says the key exists (x.charged records that it was
 // counted); joining a lookup of the same key already in flight costs no
 // query and is free. A client out of budget, or whose share of lookups
-// stays in flight too long, is refused.
+// stays in flight too long, is refused. A request is charged once: the
+// lookups with the other peppers of a rotation are free.
 func (h *Handler) lookup(x *exchange, d keystore.Digest) (*keystore.Key, error, verdict) {
 	r := x.r
-	if h.failures == nil || h.verifier.InFlight(d) {
+	if h.failures == nil || x.charged || h.verifier.InFlight(d) {
 		key, err := h.verifier.Verify(r.Context(), d)
 		return key, err, verdict{}
 	}
@@ -78,6 +106,8 @@ func (h *Handler) lookup(x *exchange, d keystore.Digest) (*keystore.Key, error, 
 	h.pending.exit(client)
 	if lookupExcused(r, key, err, x.now) {
 		h.failures.refund(r)
+	} else {
+		x.owed = true
 	}
 	x.charged = true
 	return key, err, verdict{}

@@ -3,6 +3,7 @@ package keystore
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"hash"
 	"sync"
 )
@@ -89,3 +90,12 @@ func (d Digest) Equal(o Digest) bool { return hmac.Equal(d[:], o[:]) }
 func (h *Hasher) DeriveKey(label string) [32]byte {
 	return h.digest(label)
 }
+
+// ID names the pepper without revealing it: the first 8 bytes of its
+// check value (see PepperCheck), hex encoded. Stores record it with each
+// key so that `caddy api-key pepper-status` can count the keys still
+// hashed with each pepper during a rotation.
+func (h *Hasher) ID() string { return PepperID(h.check) }
+
+// PepperID is the id of the pepper whose check value is check.
+func PepperID(check Digest) string { return hex.EncodeToString(check[:8]) }

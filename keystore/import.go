@@ -103,7 +103,7 @@ func (l *Lifecycle) importRows(ctx context.Context, actor string, rows []ImportR
 		return nil, err
 	}
 	at := l.now()
-	recs, err := checkImport(rows, bad, prefixes, l.Hasher, at)
+	recs, err := checkImport(rows, bad, prefixes, l.Hasher, l.OtherPeppers, at)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (l *Lifecycle) keygatePrefixes(ctx context.Context) ([]string, error) {
 
 // checkImport checks every row and makes its record (without an id), or
 // returns an ImportError listing every bad row.
-func checkImport(rows []ImportRow, bad []RowError, prefixes []string, h *Hasher, at time.Time) ([]importRecord, error) {
+func checkImport(rows []ImportRow, bad []RowError, prefixes []string, h *Hasher, others []*Hasher, at time.Time) ([]importRecord, error) {
 	bad = slices.Clone(bad)
 	recs := make([]importRecord, 0, len(rows))
 	seen := make(map[Digest]int, len(rows))
@@ -162,7 +162,11 @@ func checkImport(rows []ImportRow, bad []RowError, prefixes []string, h *Hasher,
 			continue
 		}
 		seen[d] = r.Line
-		recs = append(recs, importRecord{line: r.Line, rec: &Key{
+		var alt []Digest
+		for _, o := range others {
+			alt = append(alt, o.Digest(LegacyKey(r.Key)))
+		}
+		recs = append(recs, importRecord{line: r.Line, alt: alt, rec: &Key{
 			Name:       p.Name,
 			Owner:      p.Owner,
 			Scopes:     p.Scopes,
@@ -174,6 +178,7 @@ func checkImport(rows []ImportRow, bad []RowError, prefixes []string, h *Hasher,
 			Limits:     p.Limits,
 			AllowCIDRs: p.AllowCIDRs,
 			Digest:     d,
+			PepperID:   h.ID(),
 		}})
 	}
 	if len(bad) > 0 {
@@ -189,6 +194,7 @@ func checkImport(rows []ImportRow, bad []RowError, prefixes []string, h *Hasher,
 type importRecord struct {
 	line int
 	rec  *Key
+	alt  []Digest // the key's digests with the other peppers of a rotation
 }
 
 // errDryRun rolls back a dry run's transaction.
@@ -200,6 +206,12 @@ func (l *Lifecycle) importRecords(ctx context.Context, actor string, recs []impo
 		out = out[:0]
 		for _, r := range recs {
 			old, err := tx.Lookup(ctx, r.rec.Digest)
+			for _, d := range r.alt {
+				if !errors.Is(err, ErrNotFound) {
+					break
+				}
+				old, err = tx.Lookup(ctx, d)
+			}
 			if err == nil {
 				out = append(out, Imported{Line: r.line, Key: old, Existed: true, Differs: !sameFields(old, r.rec)})
 				continue

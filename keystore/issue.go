@@ -31,6 +31,7 @@ func newKey(f Format, h *Hasher, p NewKeyParams, created time.Time) (string, *Ke
 		Limits:     p.Limits,
 		AllowCIDRs: p.AllowCIDRs,
 		Digest:     h.Digest(parsed),
+		PepperID:   h.ID(),
 	}
 	normalize(rec)
 	return key, rec, nil

@@ -49,6 +49,9 @@ type Key struct {
 	OwnerLimits *Limits `json:"-"`
 	// Digest is the peppered hash of the key.
 	Digest Digest `json:"-"`
+	// PepperID names the pepper Digest was made with (Hasher.ID); empty
+	// for a key made before stores recorded it and never re-hashed.
+	PepperID string `json:"-"`
 }
 
 // Status values returned by Key.Status.

@@ -20,6 +20,9 @@ type Lifecycle struct {
 	// Format and Hasher make new keys; Create needs them.
 	Format Format
 	Hasher *Hasher
+	// OtherPeppers are the other peppers of a pepper rotation: Import
+	// finds a key already in the store that one of them hashed.
+	OtherPeppers []*Hasher
 	// Now is the clock (nil: the system's).
 	Now func() time.Time
 }

@@ -148,12 +148,17 @@ func LoadOrCreatePepperFile(path string) ([]byte, error) {
 // ReadPepperFile returns the pepper kept in path, surrounding whitespace
 // removed. A file that group or others can read is refused: the pepper
 // is the one secret that makes the stored digests useless to a thief.
+// The one exception is a systemd credential (LoadCredential=): a file
+// directly in $CREDENTIALS_DIRECTORY, which systemd sets up for this
+// service alone; there the group bits show the mask of the ACL through
+// which systemd lets the service user read the file. Others may still
+// not read it.
 func ReadPepperFile(path string) ([]byte, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading pepper file: %w", err)
 	}
-	if info.Mode().Perm()&0o077 != 0 {
+	if perm := info.Mode().Perm(); perm&0o077 != 0 && !(perm&0o007 == 0 && isCredential(path)) {
 		return nil, fmt.Errorf("pepper file %s is readable by other users (mode %v); run: chmod 600 %s", path, info.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
@@ -165,4 +170,15 @@ func ReadPepperFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("pepper file %s holds fewer than %d bytes", path, MinPepperLen)
 	}
 	return b, nil
+}
+
+// isCredential reports whether path is a file directly in the systemd
+// credentials directory of this service ($CREDENTIALS_DIRECTORY).
+func isCredential(path string) bool {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" || !filepath.IsAbs(dir) {
+		return false
+	}
+	abs, err := filepath.Abs(path)
+	return err == nil && filepath.Dir(abs) == filepath.Clean(dir)
 }

@@ -38,16 +38,17 @@ func AppendRows[T any](out []T, rows Rows, scan func(Scanner) (T, error)) ([]T, 
 
 // KeyColumns are the columns of keygate_keys in the order the backends
 // write them.
-const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits, not_before, replaces, replaced_by, allow_cidrs"
+const KeyColumns = "id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits, not_before, replaces, replaced_by, allow_cidrs, pepper_id"
 
-// KeySelect reads keys: KeyColumns, then the limits of the key's owner
-// (” for none), from keygate_keys as k. Add a WHERE clause.
-const KeySelect = "SELECT k.id, k.digest, k.name, k.owner, k.scopes, k.metadata, k.hint, k.created_at, k.expires_at, k.revoked_at, k.limits, k.not_before, k.replaces, k.replaced_by, k.allow_cidrs, " +
+// KeySelect reads keys: KeyColumns (pepper_id empty for none), then the
+// limits of the key's owner (empty for none), from keygate_keys as k. Add a
+// WHERE clause.
+const KeySelect = "SELECT k.id, k.digest, k.name, k.owner, k.scopes, k.metadata, k.hint, k.created_at, k.expires_at, k.revoked_at, k.limits, k.not_before, k.replaces, k.replaced_by, k.allow_cidrs, coalesce(k.pepper_id, ''), " +
 	"coalesce(o.limits, '') FROM keygate_keys k LEFT JOIN keygate_owners o ON o.owner = k.owner AND k.owner <> ''"
 
 // KeyReturning is the RETURNING clause of a statement that changes a key:
 // KeyColumns as KeySelect reads them, without the owner's limits.
-const KeyReturning = " RETURNING " + KeyColumns + ", ''"
+const KeyReturning = " RETURNING id, digest, name, owner, scopes, metadata, hint, created_at, expires_at, revoked_at, limits, not_before, replaces, replaced_by, allow_cidrs, coalesce(pepper_id, ''), ''"
 
 // ScannedKey completes a key a backend read from keygate_keys, given the
 // stored digest: it refuses a corrupt digest, puts the times in UTC and

@@ -17,9 +17,10 @@ var (
 	ErrNotFound = errors.New("key not found")
 	// ErrDuplicate: a key with that id or digest already exists.
 	ErrDuplicate = errors.New("a key with this id already exists")
-	// ErrPepperMismatch: the store was initialised with another pepper,
-	// so every key this process would hash or issue would be wrong.
-	ErrPepperMismatch = errors.New("the pepper does not match the one this key store was first used with; " +
+	// ErrPepperMismatch: the store was initialised with another pepper
+	// (and none of this process's peppers is registered in it), so every
+	// key this process would hash or issue would be wrong.
+	ErrPepperMismatch = errors.New("the pepper does not match the one this key store was first used with (or any registered in a pepper rotation since); " +
 		"use the same pepper as the gateway (directive 'pepper'; CLI --pepper-file, KEYGATE_PEPPER_FILE, KEYGATE_PEPPER or --pepper)")
 	// ErrPepperCheckCorrupt: the pepper check value in keygate_meta is not
 	// a digest, so no pepper can be verified against it. The store cannot
@@ -103,6 +104,15 @@ type Keys interface {
 	// Lookup returns the key with digest d, or ErrNotFound. This is the
 	// request path's only query.
 	Lookup(ctx context.Context, d Digest) (*Key, error)
+	// Rehash replaces the digest of the key with id, made with an older
+	// pepper, by to, made with the pepper pepperID, during a pepper
+	// rotation. The change reaches caches like any other. It does
+	// nothing and returns false when the key's digest is no longer from
+	// (another process re-hashed it, or it is gone), and refuses
+	// (ErrNotNewestPepper) unless pepperID is the newest pepper
+	// registered in the store. Not audited: the key, its secret and its
+	// rights stay the same.
+	Rehash(ctx context.Context, id string, from, to Digest, pepperID string) (bool, error)
 	// Get returns the key with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Key, error)
 	// List returns the keys f selects, ordered by creation time, then
@@ -160,6 +170,10 @@ type Registry interface {
 	// mistyped first pepper. It refuses (ErrStoreNotEmpty) while the store
 	// holds any key, since those keys work with the recorded pepper only.
 	ResetPepperCheck(ctx context.Context) error
+	// PepperUses returns the peppers registered in the store, oldest
+	// first, then any other pepper id keys carry, with how many keys each
+	// pepper hashed, judging working keys at now.
+	PepperUses(ctx context.Context, now time.Time) ([]PepperUse, error)
 }
 
 // ListFilter selects keys for Store.List, which returns them ordered by
@@ -213,6 +227,13 @@ type Options struct {
 	// there is none). A mismatch makes the store unusable with
 	// ErrPepperMismatch.
 	PepperCheck Digest
+	// PreviousPepperChecks and NextPepperCheck are those of the
+	// process's other peppers in a pepper rotation (Peppers.SetOptions).
+	// The store is usable if any of the peppers is registered in it;
+	// opening registers the others, where the role may: previous ones,
+	// the current, then the next, which so becomes the newest.
+	PreviousPepperChecks []Digest
+	NextPepperCheck      Digest
 	// MaxConns bounds the connection pool; zero picks a default.
 	MaxConns int
 	// MustExist refuses to create an embedded store that does not exist

@@ -85,7 +85,7 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		cidrs               string
 	)
 	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &k.Scopes, &k.Metadata, &k.Hint, &k.CreatedAt, &exp, &revoked, &limits, &notBefore,
-		&k.Replaces, &k.ReplacedBy, &cidrs, &ownerLimits); err != nil {
+		&k.Replaces, &k.ReplacedBy, &cidrs, &k.PepperID, &ownerLimits); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}

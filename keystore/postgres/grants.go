@@ -24,14 +24,18 @@ type tableGrant struct {
 }
 
 // runtimeGrants is what a gateway does: read keys, owners' limits, the
-// registry in keygate_meta, the schema version, signing keys and the
-// audit chain's head; add usage, last uses and request counters, and
-// prune old ones. It may not change a key, an owner, the audit trail, a
+// registry in keygate_meta, the registered peppers, the schema version,
+// signing keys and the audit chain's head; add usage, last uses and
+// request counters, and prune old ones; re-hash a key to the newest
+// pepper in a pepper rotation (its digest and pepper_id only, and the
+// keygate_keys_rehash_only trigger refuses any other change of them). It
+// may not otherwise change a key, an owner, the audit trail, a
 // signing key or keygate_meta: recording a key prefix or the first
 // signing key is the management role's.
 var runtimeGrants = []tableGrant{
 	{"keygate_schema_migrations", "SELECT"},
-	{"keygate_keys", "SELECT"},
+	{"keygate_keys", "SELECT, UPDATE (digest, pepper_id)"},
+	{"keygate_peppers", "SELECT"},
 	{"keygate_owners", "SELECT"},
 	{"keygate_meta", "SELECT"},
 	{"keygate_signing_keys", "SELECT"},
@@ -54,15 +58,17 @@ var managementGrants = []tableGrant{
 	{"keygate_audit", "INSERT, UPDATE"},
 	{"keygate_signing_keys", "INSERT, UPDATE"},
 	{"keygate_meta", "INSERT, UPDATE, DELETE"},
+	{"keygate_peppers", "INSERT, DELETE"},
 }
 
 // ownedTables are the tables and functions the owner role owns.
 var ownedTables = []string{
 	"keygate_schema_migrations", "keygate_keys", "keygate_meta", "keygate_audit", "keygate_usage",
 	"keygate_usage_batches", "keygate_last_used", "keygate_counters", "keygate_owners", "keygate_signing_keys",
+	"keygate_peppers",
 }
 
-var ownedFunctions = []string{"keygate_notify_key_change()", "keygate_audit_append_only()"}
+var ownedFunctions = []string{"keygate_notify_key_change()", "keygate_audit_append_only()", "keygate_keys_rehash_only()"}
 
 // roleName is what Grants accepts as a role name: a plain lower-case
 // identifier, which needs no quoting as an identifier or in a literal.

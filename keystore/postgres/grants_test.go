@@ -155,6 +155,12 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 		"UPDATE keygate_signing_keys SET retires_at = now()",
 		"UPDATE keygate_meta SET value = value",
 		"CREATE TABLE keygate_x (a int)",
+		// Re-hashing is only ever from an older pepper to the newest
+		// registered; outside a rotation no digest may change.
+		"UPDATE keygate_keys SET digest = '\\x" + strings.Repeat("01", 32) + "'",
+		"UPDATE keygate_keys SET pepper_id = 'x'",
+		"INSERT INTO keygate_peppers (id, check_value, seq, registered_at) VALUES ('x', '\\x" + strings.Repeat("02", 32) + "', 99, now())",
+		"DELETE FROM keygate_peppers",
 	}
 	for _, q := range refused {
 		if err := execAs(t, runtimeDSN, q); !keystore.PermissionDenied(err) {
@@ -169,6 +175,36 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	}
 	if err := execAs(t, managementDSN, "UPDATE keygate_keys SET name = 'renamed' WHERE id = '"+rec.ID+"'"); err != nil {
 		t.Errorf("the management role cannot change a key: %v", err)
+	}
+
+	// A pepper rotation: the management role registers the new pepper;
+	// the runtime role re-hashes a key to it, and to nothing else.
+	rotation, err := keystore.NewPeppers([]byte("8c1e4a7f2d9b03e65a7c1d4f8b2e0a9c3d6f1b5e7a2c4d8f0b3e6a9c1d5f7b2e"), [][]byte{storetest.TestPepper}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rotOpts keystore.Options
+	rotation.SetOptions(&rotOpts)
+	rotOpts.Schema = keystore.SchemaRequire
+	storetest.Open(t, managementDSN, rotOpts).Close()
+	key2, rec2, err := testkeys.Issue(ctx, mgmt, storetest.Format(t, ""), storetest.Hasher(t), keystore.NewKeyParams{Name: "k2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parsed, err := storetest.Format(t, "").Parse(key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := rotation.Current.Digest(parsed)
+	if moved, err := rt.Rehash(ctx, rec2.ID, rec2.Digest, to, rotation.Current.ID()); err != nil || !moved {
+		t.Fatalf("the runtime role cannot re-hash a key to the newest pepper: %v, %v", moved, err)
+	}
+	watch.WaitFor(t, "the re-hash to reach the runtime role's watch", func(r *storetest.Recorder) bool { return r.Saw(to) })
+	if err := execAs(t, runtimeDSN, "UPDATE keygate_keys SET digest = '\\x"+strings.Repeat("03", 32)+"' WHERE id = '"+rec2.ID+"'"); !keystore.PermissionDenied(err) {
+		t.Errorf("the runtime role changed a re-hashed key's digest again: %v, want refused", err)
+	}
+	if err := execAs(t, runtimeDSN, "UPDATE keygate_keys SET digest = '\\x"+strings.Repeat("04", 32)+"', pepper_id = '"+storetest.Hasher(t).ID()+"' WHERE id = '"+rec2.ID+"'"); !keystore.PermissionDenied(err) {
+		t.Errorf("the runtime role moved a key back to an older pepper: %v, want refused", err)
 	}
 
 	// A wrong pepper is still told from the recorded check, read only.

@@ -115,7 +115,7 @@ func scanKey(row keystore.Scanner) (*keystore.Key, error) {
 		cidrs            string
 	)
 	if err := row.Scan(&k.ID, &digest, &k.Name, &k.Owner, &scopes, &metadata, &k.Hint, &created, &expires, &revoked, &limits, &notBefore,
-		&k.Replaces, &k.ReplacedBy, &cidrs, &ownerLim); err != nil {
+		&k.Replaces, &k.ReplacedBy, &cidrs, &k.PepperID, &ownerLim); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, keystore.ErrNotFound
 		}

@@ -51,6 +51,8 @@ var tests = []struct {
 	{"OpenSchemaModes", testOpenSchemaModes},
 	{"StorePrefixes", testStorePrefixes},
 	{"StoreResetPepperCheck", testStoreResetPepperCheck},
+	{"PepperRotation", testPepperRotation},
+	{"PepperRotationImport", testPepperRotationImport},
 	{"LifecycleRecordsChanges", testLifecycleRecordsChanges},
 	{"ChangeIsAtomic", testChangeIsAtomic},
 	{"ConcurrentWritersMakeOneChain", testConcurrentWritersMakeOneChain},
@@ -102,6 +104,9 @@ func Open(t *testing.T, dsn string, opts keystore.Options) keystore.Store {
 }
 
 // Peppers of the tests' hashers.
+// TestPepper is the pepper of Hasher.
+var TestPepper = testPepper
+
 var (
 	testPepper  = []byte("f099aeadf53a609f00758a43d0b7f0450c86ee050e6dbc3f86c94dee1e9b81aa")
 	otherPepper = []byte("6d39be979e1654be2cffe0f5d194279ff1d6fad5e2e47e1c890f44cee7a3ebec")

@@ -37,10 +37,66 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "pepper rotation: a key found with a previous pepper is never re-hashed",
+		file: "caddymodule/step_verify.go",
+		from: "if err == nil && h.peppers.IsPrevious(other) &&",
+		to:   "if false && h.peppers.IsPrevious(other) &&",
+		pkg:  "./caddymodule", tests: "TestPepperRotationHandler",
+	},
+	{
+		name: "pepper rotation: the other peppers are not tried",
+		file: "caddymodule/step_verify.go",
+		from: "if errors.Is(err, keystore.ErrNotFound) && h.peppers.Rotating() {",
+		to:   "if false && h.peppers.Rotating() {",
+		pkg:  "./tests", tests: "TestPepperRotationUnderTraffic",
+	},
+	{
+		name: "pepper rotation: a valid key found with a previous pepper stays charged to the failed-check budget",
+		file: "caddymodule/step_verify.go",
+		from: "if x.owed && lookupExcused(x.r, key, err, x.now) {",
+		to:   "if false && lookupExcused(x.r, key, err, x.now) {",
+		pkg:  "./caddymodule", tests: "TestPepperRotationHandler",
+	},
+	{
+		name: "pepper rotation: an unknown key is charged once per pepper",
+		file: "caddymodule/step_verify.go",
+		from: "if h.failures == nil || x.charged || h.verifier.InFlight(d) {",
+		to:   "if h.failures == nil || h.verifier.InFlight(d) {",
+		pkg:  "./caddymodule", tests: "TestPepperRotationHandler",
+	},
+	{
+		name: "pepper rotation: a store accepts a process none of whose peppers it knows",
+		file: "keystore/setup.go",
+		from: "\tif !accepted {\n",
+		to:   "\tif !accepted && false {\n",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/PepperRotation$",
+	},
+	{
+		name: "pepper rotation: a key is re-hashed to a pepper that is not the newest",
+		file: "keystore/internal/sqlstore/peppers.go",
+		from: "\tif newest != pepperID {\n",
+		to:   "\tif false {\n",
+		pkg:  "./keystore/sqlite", tests: "TestConformance/PepperRotation$",
+	},
+	{
+		name: "pepper rotation: the runtime role may change any digest",
+		file: "keystore/postgres/migrations/0009_pepper_rotation.sql",
+		from: "IF newest IS NULL OR NEW.pepper_id IS DISTINCT FROM newest OR OLD.pepper_id IS NOT DISTINCT FROM newest\n       OR NEW.digest = OLD.digest THEN",
+		to:   "IF false THEN",
+		pkg:  "./keystore/postgres", tests: "TestLeastPrivilegeRoles",
+	},
+	{
+		name: "pepper rotation: pepper-status --check passes with keys left on an older pepper",
+		file: "caddymodule/command_pepper.go",
+		from: "\t\t\tif check && left > 0 {\n",
+		to:   "\t\t\tif check && left > 1<<30 {\n",
+		pkg:  "./caddymodule", tests: "TestPepperStatusCommand",
+	},
+	{
 		name: "roles: the runtime role may insert keys",
 		file: "keystore/postgres/grants.go",
-		from: "\t{\"keygate_keys\", \"SELECT\"},\n",
-		to:   "\t{\"keygate_keys\", \"SELECT, INSERT\"},\n",
+		from: "\t{\"keygate_keys\", \"SELECT, UPDATE (digest, pepper_id)\"},\n",
+		to:   "\t{\"keygate_keys\", \"SELECT, INSERT, UPDATE (digest, pepper_id)\"},\n",
 		pkg:  "./keystore/postgres", tests: "TestLeastPrivilegeRoles",
 	},
 	{

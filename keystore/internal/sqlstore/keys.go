@@ -111,9 +111,14 @@ func (s *Store) insert(ctx context.Context, q Querier, k *keystore.Key) error {
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+	var pepperID any
+	if k.PepperID != "" {
+		pepperID = k.PepperID
+	}
+	_, err = q.Exec(ctx, "INSERT INTO keygate_keys ("+keystore.KeyColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
 		k.ID, k.Digest[:], k.Name, k.Owner, scopes, metadata, k.Hint,
-		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore), k.Replaces, k.ReplacedBy, keystore.CIDRText(k.AllowCIDRs))
+		s.d.Time.Value(k.CreatedAt), s.d.Time.null(k.ExpiresAt), s.d.Time.null(k.RevokedAt), keystore.LimitsText(k.Limits), s.d.Time.null(k.NotBefore), k.Replaces, k.ReplacedBy, keystore.CIDRText(k.AllowCIDRs),
+		pepperID)
 	if err != nil && s.d.IsDuplicate(err) {
 		return keystore.ErrDuplicate
 	}

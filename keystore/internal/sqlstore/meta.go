@@ -99,7 +99,10 @@ func (s *Store) ResetPepperCheck(ctx context.Context) error {
 		if n > 0 {
 			return keystore.NotEmpty(n)
 		}
-		_, err := tx.Exec(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'")
+		if _, err := tx.Exec(ctx, "DELETE FROM keygate_meta WHERE name = 'pepper_check'"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "DELETE FROM keygate_peppers")
 		return err
 	})
 }
