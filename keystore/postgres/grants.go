@@ -114,6 +114,10 @@ func Grants(r Roles) (string, error) {
 		for _, f := range ownedFunctions {
 			fmt.Fprintf(&b, "ALTER FUNCTION %s OWNER TO %s;\n", f, r.Owner)
 		}
+		// Later migrations create tables and functions: the owner needs
+		// CREATE on the schema (PostgreSQL 15 no longer grants it on
+		// public to every role).
+		fmt.Fprintf(&b, "DO $$\nBEGIN\n    EXECUTE pg_catalog.format('GRANT USAGE, CREATE ON SCHEMA %%I TO %s', pg_catalog.current_schema());\nEND\n$$;\n", r.Owner)
 	}
 	// The schema the tables are in, whichever the search_path found.
 	fmt.Fprintf(&b, "\nDO $$\nBEGIN\n    EXECUTE pg_catalog.format('GRANT USAGE ON SCHEMA %%I TO %s, %s', pg_catalog.current_schema());\nEND\n$$;\n",

@@ -22,10 +22,24 @@ import (
 // log in, and drops them when the test ends. It returns their DSNs.
 func grantRoles(t *testing.T, dsn string) (runtimeDSN, managementDSN string) {
 	t.Helper()
+	r := applyGrants(t, dsn, false)
+	return asRole(t, dsn, r.Runtime), asRole(t, dsn, r.Management)
+}
+
+// applyGrants creates roles of their own for a test (and an owner role
+// with withOwner), applies Grants' SQL as the superuser of dsn, lets the
+// roles log in and drops them when the test ends.
+func applyGrants(t *testing.T, dsn string, withOwner bool) Roles {
+	t.Helper()
 	ctx := storetest.Context(t)
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	r := Roles{Runtime: "kg_runtime_" + hex.EncodeToString(suffix), Management: "kg_manage_" + hex.EncodeToString(suffix)}
+	roles := []string{r.Runtime, r.Management}
+	if withOwner {
+		r.Owner = "kg_owner_" + hex.EncodeToString(suffix)
+		roles = append(roles, r.Owner)
+	}
 	sql, err := Grants(r)
 	if err != nil {
 		t.Fatal(err)
@@ -46,18 +60,69 @@ func grantRoles(t *testing.T, dsn string) (runtimeDSN, managementDSN string) {
 			return
 		}
 		defer conn.Close(ctx)
-		for _, q := range []string{"DROP OWNED BY " + r.Runtime + ", " + r.Management, "DROP ROLE " + r.Runtime, "DROP ROLE " + r.Management} {
+		// The database goes with the test; its objects (owned by the
+		// owner role) first, so that the roles can be dropped.
+		qs := []string{"DROP OWNED BY " + strings.Join(roles, ", ") + " CASCADE"}
+		for _, role := range roles {
+			qs = append(qs, "DROP ROLE "+role)
+		}
+		for _, q := range qs {
 			if _, err := conn.Exec(ctx, q); err != nil {
 				t.Errorf("%s: %v", q, err)
 			}
 		}
 	})
-	for _, role := range []string{r.Runtime, r.Management} {
+	for _, role := range roles {
 		if _, err := owner.Exec(ctx, "ALTER ROLE "+role+" LOGIN"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return asRole(t, dsn, r.Runtime), asRole(t, dsn, r.Management)
+	return r
+}
+
+// TestGrantsWithOwnerRole: --owner-role hands the tables and functions
+// to the owner role, which can then run migrations (create, alter) and,
+// alone, repair the audit trail; the other roles keep their grants.
+func TestGrantsWithOwnerRole(t *testing.T) {
+	ctx := storetest.Context(t)
+	dsn := pgtest.NewDatabase(t)
+	check := keystore.Options{PepperCheck: storetest.Hasher(t).PepperCheck()}
+	s := storetest.Open(t, dsn, check)
+	if _, _, err := testkeys.Issue(ctx, s, storetest.Format(t, ""), storetest.Hasher(t), keystore.NewKeyParams{Name: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r := applyGrants(t, dsn, true)
+	ownerDSN := asRole(t, dsn, r.Owner)
+	var tables int
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'keygate\\_%' AND tableowner <> $1", r.Owner).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("%d keygate tables not owned by the owner role (%v)", tables, err)
+	}
+	// The owner migrates: the store opens and migrates as the owner, and
+	// a later migration's DDL (a new table, a new column) is allowed.
+	storetest.Open(t, ownerDSN, check).Close()
+	for _, q := range []string{
+		"CREATE TABLE keygate_probe (a int)",
+		"ALTER TABLE keygate_keys ADD COLUMN probe int",
+		"UPDATE keygate_audit SET actor = actor",
+	} {
+		if err := execAs(t, ownerDSN, q); err != nil {
+			t.Errorf("owner role: %s: %v", q, err)
+		}
+	}
+	if err := execAs(t, asRole(t, dsn, r.Management), "UPDATE keygate_audit SET actor = actor"); !keystore.PermissionDenied(err) {
+		t.Errorf("management role changed the audit trail with an owner role set: %v", err)
+	}
+	rt, err := keystore.Open(ctx, asRole(t, dsn, r.Runtime), check)
+	if err != nil {
+		t.Fatalf("runtime role with an owner role set: %v", err)
+	}
+	rt.Close()
 }
 
 // asRole returns dsn with user role (the test cluster trusts 127.0.0.1).

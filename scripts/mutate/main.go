@@ -37,6 +37,13 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "roles: the owner role may not create the tables of later migrations",
+		file: "keystore/postgres/grants.go",
+		from: "GRANT USAGE, CREATE ON SCHEMA %%I TO %s",
+		to:   "GRANT USAGE ON SCHEMA %%I TO %s",
+		pkg:  "./keystore/postgres", tests: "TestGrantsWithOwnerRole",
+	},
+	{
 		name: "pepper rotation: a key found with a previous pepper is never re-hashed",
 		file: "caddymodule/step_verify.go",
 		from: "if err == nil && h.peppers.IsPrevious(other) &&",
