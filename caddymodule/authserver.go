@@ -26,11 +26,15 @@ const forwardedMethodHeader = "X-Forwarded-Method"
 // answer writes the auth_server answer for an admitted key. The owner and
 // scopes headers are sent even when empty: a proxy that copies a header
 // from the answer then replaces a value the client sent instead of
-// letting it through. The key itself is never in the answer.
-func (h *Handler) answer(w http.ResponseWriter, key *keystore.Key) {
+// letting it through. With identity_jwt, the signed token is in its
+// header too. The key itself is never in the answer.
+func (h *Handler) answer(w http.ResponseWriter, key *keystore.Key, tok string) {
 	hdr := w.Header()
 	for _, name := range h.identityNames {
 		hdr.Del(name)
+	}
+	if tok != "" {
+		hdr.Set(h.jwtHeader, tok)
 	}
 	if h.idHeader != "" {
 		hdr.Set(h.idHeader, key.ID)

@@ -166,3 +166,25 @@ func TestJWKSHandler(t *testing.T) {
 		t.Fatal("POST answered")
 	}
 }
+
+// TestIdentityJWTAuthServer: an auth_server with identity_jwt answers
+// with the signed token in its header, for the proxy to copy onto the
+// request it forwards, as the headers of the key's identity.
+func TestIdentityJWTAuthServer(t *testing.T) {
+	ts := newTestStore(t)
+	key, rec := ts.issue(t, keystore.NewKeyParams{Owner: "acme"})
+	h := ts.handler(t, &Handler{AuthServer: true, IdentityJWT: &IdentityJWT{Audience: "legacy-api", Header: "X-Identity"}})
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+key)
+	s := serve(h, r)
+	if s.rec.Code != 200 || s.next != nil {
+		t.Fatalf("auth_server answer: %d (next called: %v)", s.rec.Code, s.next != nil)
+	}
+	toks := s.rec.Header().Values("X-Identity")
+	if len(toks) != 1 {
+		t.Fatalf("answer carries tokens %q, want one", toks)
+	}
+	if c := verifyToken(t, ts.store, toks[0], "legacy-api"); c.Subject != rec.ID || c.Owner != "acme" {
+		t.Fatalf("claims %+v", c)
+	}
+}

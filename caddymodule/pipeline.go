@@ -97,7 +97,7 @@ func (h *Handler) decide(w http.ResponseWriter, x *exchange, next caddyhttp.Hand
 	h.admit(x.r, x.key, tok)
 	countRequest("ok")
 	if h.AuthServer {
-		h.answer(w, x.key)
+		h.answer(w, x.key, tok)
 		return nil
 	}
 	return next.ServeHTTP(w, x.r)
