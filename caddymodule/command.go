@@ -535,6 +535,18 @@ func revokeOwner(e *cliEnv, s keystore.Store, owner string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	if len(keys) == 0 {
+		// No key to revoke: say so plainly if the owner has none at all,
+		// which is most likely a misspelled owner.
+		any, err := s.List(e.ctx, keystore.ListFilter{Owner: owner, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(any) == 0 {
+			return fmt.Errorf("no key of owner %q in %s; owners are matched exactly, case included (caddy api-key list shows them)",
+				owner, keystore.RedactDSN(e.dsn))
+		}
+	}
 	if asJSON {
 		return writeJSON(e.out, keystore.WithStatuses(keys, time.Now()))
 	}

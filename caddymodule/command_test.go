@@ -925,6 +925,13 @@ func TestCLIRevokeOwner(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "[]" {
 		t.Errorf("revoke --owner acme --json with nothing to revoke: %v\n%s", err, out)
 	}
+	// An owner with no key at all is most likely misspelled: an error,
+	// not "nothing revoked".
+	for _, args := range [][]string{{"revoke", db, "--owner", "Acme"}, {"revoke", db, "--owner", "acme-corp", "--json"}} {
+		if out, _, err := runCLI(t, args...); err == nil || !strings.Contains(err.Error(), "no key of owner") || !strings.Contains(err.Error(), "exactly") {
+			t.Errorf("%v: %v\n%s", args, err, out)
+		}
+	}
 	out, _, err = runCLI(t, "revoke", db, "--owner", "globex", "--json")
 	var revoked []struct {
 		ID     string `json:"id"`

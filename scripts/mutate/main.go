@@ -37,6 +37,13 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "revoke --owner: an owner with no key at all (a misspelling) is not an error",
+		file: "caddymodule/command.go",
+		from: "\t\tif len(any) == 0 {\n",
+		to:   "\t\tif len(any) < 0 {\n",
+		pkg:  "./caddymodule", tests: "TestCLIRevokeOwner",
+	},
+	{
 		name: "roles: the owner role may not create the tables of later migrations",
 		file: "keystore/postgres/grants.go",
 		from: "GRANT USAGE, CREATE ON SCHEMA %%I TO %s",
