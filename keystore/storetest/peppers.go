@@ -29,6 +29,20 @@ func openWith(t *testing.T, dsn string, p keystore.Peppers) (keystore.Store, err
 	return keystore.Open(Context(t), dsn, opts)
 }
 
+// storeBeforeRotation opens a new store with the tests' pepper alone,
+// closed when the test ends.
+func storeBeforeRotation(t *testing.T, kind Backend) (string, keystore.Peppers, keystore.Store) {
+	t.Helper()
+	dsn := kind.NewDSN(t)
+	oldP := peppers(t, testPepper, nil, nil)
+	s, err := openWith(t, dsn, oldP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return dsn, oldP, s
+}
+
 // uses returns the store's pepper uses by id.
 func uses(t *testing.T, s keystore.Store) map[string]keystore.PepperUse {
 	t.Helper()
@@ -49,13 +63,7 @@ func uses(t *testing.T, s keystore.Store) map[string]keystore.PepperUse {
 // registered, the new pepper alone opens the store.
 func testPepperRotation(t *testing.T, kind Backend) {
 	ctx := Context(t)
-	dsn := kind.NewDSN(t)
-	oldP := peppers(t, testPepper, nil, nil)
-	s, err := openWith(t, dsn, oldP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	dsn, oldP, s := storeBeforeRotation(t, kind)
 	key, rec, err := testkeys.Issue(ctx, s, Format(t, ""), oldP.Current, keystore.NewKeyParams{Name: "k"})
 	if err != nil {
 		t.Fatal(err)
@@ -139,13 +147,7 @@ func testPepperRotation(t *testing.T, kind Backend) {
 // imported with the previous pepper instead of adding it again.
 func testPepperRotationImport(t *testing.T, kind Backend) {
 	ctx := Context(t)
-	dsn := kind.NewDSN(t)
-	oldP := peppers(t, testPepper, nil, nil)
-	s, err := openWith(t, dsn, oldP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, oldP, s := storeBeforeRotation(t, kind)
 	rows := []keystore.ImportRow{{Line: 1, Key: "legacy-key-made-long-before-0001", Params: keystore.NewKeyParams{Name: "legacy"}}}
 	if _, err := (&keystore.Lifecycle{Store: s, Hasher: oldP.Current}).Import(ctx, testkeys.Actor, rows, false); err != nil {
 		t.Fatal(err)
