@@ -12,6 +12,10 @@
 #   PROFILE=/tmp/keygate.pprof scripts/load.sh  # CPU profile of one Keygate round
 #   CADDY_BIN=/path/to/caddy scripts/load.sh  # a prebuilt binary (else go build)
 #
+# Both sites get the same requests, key header included: the plain site
+# passes it on, so the comparison is of what Keygate does, not of the
+# bytes a client sends.
+#
 # Each round prints requests/s, p50 and p99 of both sites and their
 # ratio; the summary prints the median ratio (Keygate/plain requests/s)
 # and the median p50 added. Targets (docs/benchmarks.md): ratio ≥ 0.98,
@@ -125,7 +129,7 @@ printf "Keygate load comparison: %s rounds of %s per site, %s connections, %s wr
 	"$ROUNDS" "$DURATION" "$CONNECTIONS" "$THREADS" "$(nproc)" "$(date -u +%FT%TZ)"
 echo "keygate site: api_key with rate_limit 1000000/s, a key with a quota of 1000000000/day, usage metering on"
 # A short warm-up of both, not counted.
-DURATION=2s wrk_run "$plain_url" >/dev/null
+DURATION=2s wrk_run "$plain_url" -H "$auth" >/dev/null
 DURATION=2s wrk_run "$gated_url" -H "$auth" >/dev/null
 
 printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" round "plain r/s" "p50 ms" "p99 ms" "keygate r/s" "p50 ms" "p99 ms" ratio "p50 +ms"
@@ -134,9 +138,9 @@ for round in $(seq 1 "$ROUNDS"); do
 	# Alternate which site goes first, so that neither always runs on
 	# the machine's warmer (or noisier) half of a round.
 	if [ $((round % 2)) = 1 ]; then
-		p=$(wrk_run "$plain_url"); g=$(wrk_run "$gated_url" -H "$auth")
+		p=$(wrk_run "$plain_url" -H "$auth"); g=$(wrk_run "$gated_url" -H "$auth")
 	else
-		g=$(wrk_run "$gated_url" -H "$auth"); p=$(wrk_run "$plain_url")
+		g=$(wrk_run "$gated_url" -H "$auth"); p=$(wrk_run "$plain_url" -H "$auth")
 	fi
 	read -r prps pp50 pp99 _ <<<"$p"
 	read -r grps gp50 gp99 gbad <<<"$g"
