@@ -43,3 +43,24 @@ func TestPlaceholdersOfTheLastHandler(t *testing.T) {
 		t.Errorf("the internal placeholder reads %q, want empty", got)
 	}
 }
+
+// Header values set from a request's keyRequest share its storage: a
+// later handler that appends to one must not write into the next.
+func TestIdentityHeaderValuesAreSeparate(t *testing.T) {
+	ts := newTestStore(t)
+	key, rec := ts.issue(t, keystore.NewKeyParams{Owner: "acme"})
+	h := ts.handler(t, &Handler{})
+	s := serve(h, newRequest("/", bearer(key)))
+	if s.next == nil {
+		t.Fatalf("refused: %d %s", s.rec.Code, s.rec.Body)
+	}
+	up := s.next.Header
+	up.Add("X-Api-Key-Id", "appended")
+	up["X-Api-Key-Id"][0] = "edited"
+	if got := up["X-Api-Key-Owner"]; len(got) != 1 || got[0] != "acme" {
+		t.Errorf("X-Api-Key-Owner = %q after X-Api-Key-Id was appended to, want [acme]", got)
+	}
+	if got, _ := s.placeholder("api_key.id"); got != rec.ID {
+		t.Errorf("{api_key.id} = %q after the header was edited, want %q", got, rec.ID)
+	}
+}
