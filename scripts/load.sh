@@ -10,6 +10,7 @@
 #   ROUNDS=9 DURATION=10s scripts/load.sh
 #   EXTRA=1 scripts/load.sh                   # also malformed and unknown keys
 #   FLOOD=1 scripts/load.sh                   # also valid keys during a flood of unknown ones
+#   MANYKEYS=100000 scripts/load.sh           # also the comparison with that many distinct keys
 #   PROFILE=/tmp/keygate.pprof scripts/load.sh  # CPU profile of one Keygate round
 #   CADDY_BIN=/path/to/caddy scripts/load.sh  # a prebuilt binary (else go build)
 #
@@ -55,7 +56,7 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-admin=$(free_port); up=$(free_port); plain=$(free_port); gated=$(free_port)
+admin=$(free_port); up=$(free_port); plain=$(free_port); gated=$(free_port); many=$(free_port)
 
 caddy=${CADDY_BIN:-}
 if [ -z "$caddy" ]; then
@@ -86,6 +87,23 @@ http://127.0.0.1:$gated {
 	reverse_proxy 127.0.0.1:$up
 }
 CADDY
+if [ -n "${MANYKEYS:-}" ]; then
+	# The site of the MANYKEYS comparison: imported keys, a cache that
+	# holds them all for the whole run.
+	cat >>"$work/Caddyfile" <<CADDY
+http://127.0.0.1:$many {
+	api_key {
+		legacy_keys
+		rate_limit 1000000/s
+		cache {
+			size $((MANYKEYS * 2))
+			ttl 1h
+		}
+	}
+	reverse_proxy 127.0.0.1:$up
+}
+CADDY
+fi
 
 "$caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
 caddy_pid=$!
@@ -170,6 +188,67 @@ if [ -n "${PROFILE:-}" ]; then
 	wrk_run "$gated_url" -H "$auth" >/dev/null
 	wait "$prof"
 	echo "go tool pprof -top $PROFILE"
+fi
+
+if [ -n "${MANYKEYS:-}" ]; then
+	# MANYKEYS distinct keys in turn instead of one: every request a
+	# different key, all of them served from the cache once each has been
+	# used. The keys are imported (as legacy keys: the import is the fast
+	# way to create many), which takes about a minute per 100,000 here.
+	python3 - "$MANYKEYS" >"$work/many.csv" <<'PY'
+import secrets, sys
+print("key,name")
+for _ in range(int(sys.argv[1])):
+    print("legacy-" + secrets.token_hex(16) + ",load")
+PY
+	echo
+	echo "importing $MANYKEYS keys"
+	"$caddy" api-key import --timeout 15m --file "$work/many.csv" >/dev/null 2>&1
+	tail -n +2 "$work/many.csv" | cut -d, -f1 >"$work/many.keys"
+	rm -f "$work/many.csv"
+	cat >"$work/many.lua" <<LUA
+local keys = {}
+for line in io.lines("$work/many.keys") do keys[#keys + 1] = line end
+local i = 0
+request = function()
+	i = i % #keys + 1
+	return wrk.format("GET", "/", {["Authorization"] = "Bearer " .. keys[i]})
+end
+LUA
+	many_url="http://127.0.0.1:$many/"
+	# Until the cache has looked every key up once (its miss count, from
+	# the metrics); wrk cannot stop after a number of requests.
+	echo "using each key once, to fill the cache"
+	misses() { curl -fs "http://127.0.0.1:$admin/metrics" | awk '/^caddy_api_key_cache_lookups_total\{result="miss"\}/ {print $2 + 0}'; }
+	target=$(($(misses) + MANYKEYS))
+	wrk -t1 -c"$CONNECTIONS" -d30m -s "$work/many.lua" "$many_url" >/dev/null &
+	warm=$!
+	for _ in $(seq 1 1800); do
+		[ "$(misses)" -ge "$target" ] && break
+		sleep 1
+	done
+	kill "$warm" 2>/dev/null || true
+	wait "$warm" 2>/dev/null || true
+	printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" round "plain r/s" "p50 ms" "p99 ms" "keygate r/s" "p50 ms" "p99 ms" ratio "p50 +ms"
+	: >"$work/many.rounds"
+	for round in $(seq 1 "$ROUNDS"); do
+		if [ $((round % 2)) = 1 ]; then
+			p=$(wrk_run "$plain_url" -s "$work/many.lua"); g=$(wrk_run "$many_url" -s "$work/many.lua")
+		else
+			g=$(wrk_run "$many_url" -s "$work/many.lua"); p=$(wrk_run "$plain_url" -s "$work/many.lua")
+		fi
+		read -r prps pp50 pp99 _ <<<"$p"
+		read -r grps gp50 gp99 gbad <<<"$g"
+		if [ "${gbad:-0}" != 0 ]; then
+			echo "round $round: $gbad Keygate answers were not 2xx" >&2
+			exit 1
+		fi
+		ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.3f", g / p}')
+		added=$(awk -v g="$gp50" -v p="$pp50" 'BEGIN {printf "%.3f", g - p}')
+		echo "$ratio $added" >>"$work/many.rounds"
+		printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" "$round" "$prps" "$pp50" "$pp99" "$grps" "$gp50" "$gp99" "$ratio" "$added"
+	done
+	echo "$MANYKEYS keys: median ratio $(cut -d' ' -f1 "$work/many.rounds" | median), median p50 added $(cut -d' ' -f2 "$work/many.rounds" | median) ms"
 fi
 
 if [ -n "${FLOOD:-}" ]; then
