@@ -893,3 +893,37 @@ func waiting(v *Verifier, d keystore.Digest) int {
 	}
 	return 0
 }
+
+// TestCacheMemoryBoundedBySize: however many distinct keys are used, the
+// cache's memory stays bounded by its configured sizes, not by the keys:
+// 100,000 known and 100,000 unknown keys through caches sized for 1,000
+// each take no more than a few MiB (unbounded, they would take about
+// 100,000 × (384 + 256) bytes, 61 MiB).
+func TestCacheMemoryBoundedBySize(t *testing.T) {
+	s := newFakeStore()
+	const size, n = 1000, 100_000
+	var ds []keystore.Digest
+	for i := range n {
+		d := randomDigest()
+		s.keys[d] = &keystore.Key{ID: fmt.Sprintf("k%011d", i), Name: "a key", Owner: "acme", Digest: d}
+		ds = append(ds, d)
+	}
+	var v *Verifier
+	before := heapAfter(func() { v, _ = New(s, Config{MaxKeys: size, NegativeMaxKeys: size, TTL: time.Hour}) })
+	defer v.Close()
+	after := heapAfter(func() {
+		for _, d := range ds {
+			v.Verify(context.Background(), d)
+		}
+		for range n {
+			v.Verify(context.Background(), randomDigest())
+		}
+		v.pos.Wait()
+		v.neg.Wait()
+	})
+	grown := int64(after) - int64(before)
+	t.Logf("%d known and %d unknown keys through caches of %d entries each: the heap changed by %d KiB", n, n, size, grown>>10)
+	if grown > 8<<20 {
+		t.Fatalf("the cache grew by %d MiB for caches of %d entries: memory follows the keys used, not the setting", grown>>20, size)
+	}
+}

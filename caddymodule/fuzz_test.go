@@ -192,7 +192,7 @@ func FuzzIdentity(f *testing.F) {
 		if trailer != nil {
 			r.Body = &trailerBody{Reader: strings.NewReader("body"), trailer: trailer, sent: sentTrailer}
 		}
-		h.admit(r, key, "")
+		h.admit(r, &keyRequest{key: key}, "")
 		out := r.Header.Clone()
 		for _, v := range out["Connection"] {
 			for tok := range strings.SplitSeq(v, ",") {

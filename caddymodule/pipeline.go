@@ -30,6 +30,7 @@ type exchange struct {
 
 	parsed  keystore.ParsedKey // once the key parsed
 	key     *keystore.Key      // once the store knew the key
+	adm     *keyRequest        // once the store knew the key
 	charged bool               // the key's store lookup was charged to the client's failure budget
 	owed    bool               // … and not refunded (yet)
 }
@@ -75,6 +76,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if v := h.verifyKey(&x); v.refused() {
 		return h.refuse(w, &x, v)
 	}
+	h.startKeyRequest(&x)
 	if h.usage == nil {
 		return h.decide(w, &x, next)
 	}
@@ -94,7 +96,7 @@ func (h *Handler) decide(w http.ResponseWriter, x *exchange, next caddyhttp.Hand
 	if v.refused() {
 		return h.refuse(w, x, v)
 	}
-	h.admit(x.r, x.key, tok)
+	h.admit(x.r, x.adm, tok)
 	countRequest("ok")
 	if h.AuthServer {
 		h.answer(w, x.key, tok)

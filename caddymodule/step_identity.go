@@ -5,14 +5,10 @@ import (
 	"net/http"
 	"net/textproto"
 	"slices"
-	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/net/http/httpguts"
-
-	"github.com/keygate/keygate/keystore"
 )
 
 // The last step: the request goes on without its key and with the key's
@@ -20,45 +16,41 @@ import (
 // and in the access log.
 
 // admit removes the key from the request and sets the trusted identity:
-// headers, the signed token tok (if identity_jwt is on), placeholders.
-func (h *Handler) admit(r *http.Request, key *keystore.Key, tok string) {
+// headers, the signed token tok (if identity_jwt is on), placeholders
+// (answered from a, see keyRequest.placeholder) and the access log field.
+func (h *Handler) admit(r *http.Request, a *keyRequest, tok string) {
+	key := a.key
 	strip(r, h.sources)
 	stripAuthorizationKeys(r, h.format)
 	stripQueryKeys(r, h.format)
 	for _, name := range h.identityNames {
 		r.Header.Del(name)
 	}
+	// The names are canonical (validateIdentity), as Header.Set would
+	// make them; the values live in the keyRequest.
 	if h.idHeader != "" {
-		r.Header.Set(h.idHeader, key.ID)
+		r.Header[h.idHeader] = a.value(key.ID)
 	}
 	if h.ownerHeader != "" && key.Owner != "" {
-		r.Header.Set(h.ownerHeader, key.Owner)
+		r.Header[h.ownerHeader] = a.value(key.Owner)
 	}
 	h.setIdentityToken(r, tok)
 	// reverse_proxy deletes the headers a client names in Connection, after
 	// this handler ran, and forwards request trailers.
 	keepFromConnection(r, h.identityNames)
 	guardTrailers(r, h.trailerBlocked)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", key.ID)
-		repl.Set("api_key.id", key.ID)
-		repl.Set("api_key.name", key.Name)
-		repl.Set("api_key.owner", key.Owner)
-		repl.Set("api_key.scopes", strings.Join(key.Scopes, ","))
-		// Any {api_key.meta.NAME} is answered, empty if the key has no
-		// such entry: a missing one must not reach the upstream as the
-		// placeholder's literal text.
-		meta := key.Metadata
-		repl.Map(func(name string) (any, bool) {
-			if entry, ok := strings.CutPrefix(name, "api_key.meta."); ok {
-				return meta[entry], true
-			}
-			return nil, false
-		})
-	}
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
+	a.admitted = true
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && accessLogged(r) {
 		extra.Add(zap.String("api_key_id", key.ID))
 	}
+}
+
+// accessLogged tells whether the request's server may write an access
+// log line, which is what the api_key_id field is for: without access
+// logs the field is not added, saving its allocation on every request.
+func accessLogged(r *http.Request) bool {
+	s, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return !ok || s.Logs != nil
 }
 
 // validateIdentity checks the identity header names (after the sources:

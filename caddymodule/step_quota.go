@@ -2,10 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"strconv"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keygate/keygate/ratelimit"
 )
@@ -41,14 +38,14 @@ func (c quotaCheck) check(x exchange) verdict {
 	}
 	if hasQuota {
 		k := ratelimit.CounterKey{Kind: "quota", Subject: x.key.ID, Start: q.Period.Start(x.now).Unix()}
-		if ok, wait := c.take(x, k, q, "quota", "api_key.quota.remaining"); !ok {
+		if ok, wait := c.take(x, k, q, "quota", leftQuota); !ok {
 			return verdict{problem: c.quota, wait: wait, why: "API key over its quota"}
 		}
 		taken[n], n = k, n+1
 	}
 	if hasOwnerQuota {
 		k := ratelimit.CounterKey{Kind: "owner_quota", Subject: x.key.Owner, Start: oq.Period.Start(x.now).Unix()}
-		if ok, wait := c.take(x, k, oq, "owner_quota", "api_key.owner_quota.remaining"); !ok {
+		if ok, wait := c.take(x, k, oq, "owner_quota", leftOwnerQuota); !ok {
 			return refuse(verdict{problem: c.quota, wait: wait, why: "API key's owner over its quota"})
 		}
 		taken[n], n = k, n+1
@@ -60,10 +57,10 @@ func (c quotaCheck) check(x exchange) verdict {
 		ok, remaining := c.counters.Take(k, u.Limit)
 		if c.headers {
 			h := x.w.Header()
-			h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], `"uses";q=`+strconv.FormatInt(u.Limit, 10))
-			h["Ratelimit"] = append(h["Ratelimit"], `"uses";r=`+strconv.FormatInt(remaining, 10))
+			x.adm.addValue(h, "Ratelimit-Policy", x.adm.limitText("uses", 'q', u.Limit, 0, 0))
+			x.adm.addValue(h, "Ratelimit", x.adm.limitText("uses", 'r', remaining, 0, 0))
 		}
-		c.placeholders(x, "api_key.uses.remaining", remaining)
+		c.placeholders(x, leftUses, remaining)
 		if !ok {
 			v := verdict{problem: c.uses, why: "API key has no uses left"}
 			if !end.IsZero() { // they come back with the next period
@@ -76,17 +73,17 @@ func (c quotaCheck) check(x exchange) verdict {
 }
 
 // take counts one request against a quota, reporting it in the RateLimit
-// headers as the list member name and in the placeholder; when refused,
-// wait is the time until the period ends.
-func (c quotaCheck) take(x exchange, k ratelimit.CounterKey, q ratelimit.Quota, name, placeholder string) (ok bool, wait time.Duration) {
+// headers as the list member name and in the placeholder (keyRequest.left
+// index left); when refused, wait is the time until the period ends.
+func (c quotaCheck) take(x exchange, k ratelimit.CounterKey, q ratelimit.Quota, name string, left int) (ok bool, wait time.Duration) {
 	start, end := q.Period.Start(x.now), q.Period.End(x.now)
 	c.load(x, k, end)
 	ok, remaining := c.counters.Take(k, q.Limit)
 	reset := int64((end.Sub(x.now) + time.Second - 1) / time.Second)
 	if c.headers {
-		addRateLimitHeaders(x.w.Header(), name, q.Limit, int64(end.Sub(start)/time.Second), remaining, reset)
+		addRateLimitHeaders(x.adm, x.w.Header(), name, q.Limit, int64(end.Sub(start)/time.Second), remaining, reset)
 	}
-	c.placeholders(x, placeholder, remaining)
+	c.placeholders(x, left, remaining)
 	return ok, time.Duration(reset) * time.Second
 }
 
@@ -102,9 +99,11 @@ func (c quotaCheck) load(x exchange, k ratelimit.CounterKey, end time.Time) {
 	_ = c.counters.Load(ctx, k, end, c.counters.read)
 }
 
-func (c quotaCheck) placeholders(x exchange, name string, v int64) {
-	if repl, ok := x.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set(name, strconv.FormatInt(v, 10))
+// placeholders records what is left of a limit for its placeholder
+// ({api_key.quota.remaining}, …; see keyRequest.placeholder).
+func (c quotaCheck) placeholders(x exchange, left int, v int64) {
+	if a := x.adm; a != nil {
+		a.left[left], a.hasLeft[left] = v, true
 	}
 }
 

@@ -3,11 +3,8 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/keygate/keygate/ratelimit"
 )
@@ -81,25 +78,23 @@ func (c rateCheck) check(x exchange) verdict {
 // report sends a limit's figures in the RateLimit headers (one list
 // member per policy: "key", "owner", "quota", …) and placeholders.
 func (c rateCheck) report(x exchange, name string, p ratelimit.Policy, d ratelimit.Decision) {
-	reset := (d.Reset + time.Second - 1) / time.Second
+	reset := int64((d.Reset + time.Second - 1) / time.Second)
 	if c.headers {
-		addRateLimitHeaders(x.w.Header(), name, p.Count, p.Window(), int64(d.Remaining), int64(reset))
+		addRateLimitHeaders(x.adm, x.w.Header(), name, p.Count, p.Window(), int64(d.Remaining), reset)
 	}
-	if name == "key" {
-		if repl, ok := x.r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("api_key.ratelimit.policy", p.String())
-			repl.Set("api_key.ratelimit.remaining", strconv.Itoa(d.Remaining))
-			repl.Set("api_key.ratelimit.reset", strconv.FormatInt(int64(reset), 10))
-		}
+	if name == "key" && x.adm != nil {
+		a := x.adm
+		a.rate, a.rateLeft, a.rateReset, a.hasRate = p, d.Remaining, reset, true
 	}
 }
 
 // addRateLimitHeaders adds one policy to RateLimit-Policy and RateLimit
 // (draft-ietf-httpapi-ratelimit-headers, structured-field lists: quota q
-// per window w seconds; r remaining, t seconds until reset).
-func addRateLimitHeaders(h http.Header, name string, q, w, r, t int64) {
-	h["Ratelimit-Policy"] = append(h["Ratelimit-Policy"], `"`+name+`";q=`+strconv.FormatInt(q, 10)+";w="+strconv.FormatInt(w, 10))
-	h["Ratelimit"] = append(h["Ratelimit"], `"`+name+`";r=`+strconv.FormatInt(r, 10)+";t="+strconv.FormatInt(t, 10))
+// per window w seconds; r remaining, t seconds until reset), in the
+// storage of the request's keyRequest a.
+func addRateLimitHeaders(a *keyRequest, h http.Header, name string, q, w, r, t int64) {
+	a.addValue(h, "Ratelimit-Policy", a.limitText(name, 'q', q, 'w', w))
+	a.addValue(h, "Ratelimit", a.limitText(name, 'r', r, 't', t))
 }
 
 // validateRateLimit checks the route's rate limit.

@@ -13,7 +13,8 @@ import (
 // included), the request and response body bytes, and the time it took
 // from the moment the handler got it.
 func (h *Handler) metered(w http.ResponseWriter, x *exchange, next caddyhttp.Handler) error {
-	m := &meter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	m := &x.adm.meter
+	m.ResponseWriterWrapper = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}
 	if r := x.r; r.Body != nil && r.Body != http.NoBody {
 		m.body.ReadCloser = r.Body
 		r.Body = &m.body

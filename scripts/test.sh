@@ -65,6 +65,11 @@ go test -race -count=1 -timeout 20m ${TESTFLAGS:-} ./...
 step "allocation checks (without -race)"
 go test -count=1 -run 'DoesNotAllocate' ./...
 
+# Each benchmark a few times, so that they keep compiling and running;
+# docs/benchmarks.md has how to measure with them.
+step "benchmarks (100 iterations each)"
+go test -count=1 -run '^$' -bench . -benchtime 100x ./caddymodule/ ./cache/ ./ratelimit/ ./usage/ ./keystore/ ./signing/
+
 # Breaks each promise in a scratch copy and fails unless a test catches
 # it; see scripts/mutate/main.go for the list.
 if [ "${MUTATE:-1}" != 0 ]; then

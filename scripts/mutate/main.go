@@ -305,8 +305,8 @@ var mutations = []mutation{
 	{
 		name: "handler: the key in a success-path debug line",
 		file: "caddymodule/pipeline.go",
-		from: "\th.admit(x.r, x.key, tok)\n\tcountRequest(\"ok\")",
-		to:   "\th.debug(\"admitted\", x.r, zap.String(\"authorization\", x.r.Header.Get(\"Authorization\")))\n\th.admit(x.r, x.key, tok)\n\tcountRequest(\"ok\")",
+		from: "\th.admit(x.r, x.adm, tok)\n\tcountRequest(\"ok\")",
+		to:   "\th.debug(\"admitted\", x.r, zap.String(\"authorization\", x.r.Header.Get(\"Authorization\")))\n\th.admit(x.r, x.adm, tok)\n\tcountRequest(\"ok\")",
 		pkg:  "./caddymodule", tests: "TestNoKeyInHandlerLogs",
 	},
 	{
@@ -396,8 +396,8 @@ var mutations = []mutation{
 	{
 		name: "quota: a key past its quota is let through",
 		file: "caddymodule/step_quota.go",
-		from: "\t\tif ok, wait := c.take(x, k, q, \"quota\", \"api_key.quota.remaining\"); !ok {",
-		to:   "\t\tif ok, wait := c.take(x, k, q, \"quota\", \"api_key.quota.remaining\"); false && !ok {",
+		from: "\t\tif ok, wait := c.take(x, k, q, \"quota\", leftQuota); !ok {",
+		to:   "\t\tif ok, wait := c.take(x, k, q, \"quota\", leftQuota); false && !ok {",
 		pkg:  "./caddymodule", tests: "TestServeHTTPQuota",
 	},
 	{
