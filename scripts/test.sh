@@ -56,14 +56,16 @@ fi
 step "go vet"
 go vet ./...
 
+# go test would vet each package again, with a subset of the checks that
+# go vet ./... just made; -vet=off skips that repetition.
 step "go test -race"
 # shellcheck disable=SC2086
-go test -race -count=1 -timeout 20m ${TESTFLAGS:-} ./...
+go test -race -vet=off -count=1 -timeout 20m ${TESTFLAGS:-} ./...
 
 # The race detector changes what allocates (sync.Pool drops items), so the
 # allocation checks skip under -race and run here without it.
 step "allocation checks (without -race)"
-go test -count=1 -run 'DoesNotAllocate' ./...
+go test -vet=off -count=1 -run 'DoesNotAllocate' ./...
 
 # Breaks each promise in a scratch copy and fails unless a test catches
 # it; see scripts/mutate/main.go for the list.
@@ -87,7 +89,7 @@ for pkg in $(go list ./...); do
 	targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u || true)
 	[ -n "$targets" ] || continue
 	bin="$fuzzbin/$(echo "$pkg" | tr / _).test"
-	go test -c -fuzz . -o "$bin" "$pkg"
+	go test -c -vet=off -fuzz . -o "$bin" "$pkg"
 	for target in $targets; do
 		echo "$pkg $target"
 		log=$(mktemp)
