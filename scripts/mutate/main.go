@@ -714,9 +714,11 @@ func check(scratch string, m mutation, timeout time.Duration) (verdict, detail s
 	// Built once, on its own, so that a break that does not compile is
 	// told apart from one the tests catch. The checks go vet would make
 	// are CI's job on the unbroken code; no debug information is needed.
+	// -trimpath keeps the scratch copy's path out of what is compiled, so
+	// the workers, and later runs, share the build cache's packages.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", "test", "-c", "-vet=off", "-ldflags=-w", "-o", test, m.pkg)
+	build := exec.CommandContext(ctx, "go", "test", "-c", "-vet=off", "-trimpath", "-ldflags=-w", "-o", test, m.pkg)
 	build.Dir = scratch
 	if out, err := build.CombinedOutput(); err != nil {
 		return "INVALID", fmt.Sprintf("building the tests: %v\n%s", err, out)
