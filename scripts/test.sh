@@ -56,14 +56,16 @@ fi
 step "go vet"
 go vet ./...
 
+# go test would vet each package again, with a subset of the checks that
+# go vet ./... just made; -vet=off skips that repetition.
 step "go test -race"
 # shellcheck disable=SC2086
-go test -race -count=1 -timeout 20m ${TESTFLAGS:-} ./...
+go test -race -vet=off -count=1 -timeout 20m ${TESTFLAGS:-} ./...
 
 # The race detector changes what allocates (sync.Pool drops items), so the
 # allocation checks skip under -race and run here without it.
 step "allocation checks (without -race)"
-go test -count=1 -run 'DoesNotAllocate' ./...
+go test -vet=off -count=1 -run 'DoesNotAllocate' ./...
 
 # Each benchmark a few times, so that they keep compiling and running;
 # docs/benchmarks.md has how to measure with them.
@@ -78,18 +80,32 @@ if [ "${MUTATE:-1}" != 0 ]; then
 fi
 
 step "fuzz (${FUZZTIME:-10s} per target)"
+# Each package's test binary is built once, with the fuzzing
+# instrumentation, and run once per target: running "go test -fuzz" per
+# target would check and relink the binary every time. The binary runs in
+# its package's directory, so a failure's input lands in that package's
+# testdata/fuzz (commit it), and it keeps its corpus where "go test -fuzz"
+# would, under $GOCACHE/fuzz.
+fuzzbin=$(mktemp -d)
+trap 'rm -rf "$fuzzbin"' EXIT
+fuzzcache="$(go env GOCACHE)/fuzz"
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
-	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
+	targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u || true)
+	[ -n "$targets" ] || continue
+	bin="$fuzzbin/$(echo "$pkg" | tr / _).test"
+	go test -c -vet=off -fuzz . -o "$bin" "$pkg"
+	for target in $targets; do
 		echo "$pkg $target"
 		log=$(mktemp)
-		# New corpus entries of a failure land in testdata/fuzz; commit them.
 		# Go's fuzzing coordinator can fail a target with a bare "context
 		# deadline exceeded" at the end of -fuzztime on a loaded machine,
 		# having found nothing (golang/go#51484). Such a run, and only
 		# such a run (no failing input written), is tried once more.
 		for attempt in 1 2; do
-			if go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FUZZTIME:-10s}" -fuzzminimizetime 2s "$pkg" >"$log" 2>&1; then
+			if (cd "$dir" && "$bin" -test.paniconexit0 -test.timeout 10m -test.run '^$' \
+				-test.fuzz "^${target}\$" -test.fuzztime "${FUZZTIME:-10s}" -test.fuzzminimizetime 2s \
+				-test.fuzzcachedir "$fuzzcache/$pkg") >"$log" 2>&1; then
 				break
 			fi
 			if [ "$attempt" = 1 ] && grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written to' "$log"; then
