@@ -165,9 +165,30 @@ func TestFloodCannotStarveRealKeys(t *testing.T) {
 	offURL := fmt.Sprintf("http://127.0.0.1:%d", offPort)
 
 	const realKeys = 30
-	var keys []issuedKey
+	// Four CLI processes at a time: each start of a race-enabled binary
+	// takes seconds, and the measurement below does not begin until all
+	// keys exist.
+	keys := make([]issuedKey, realKeys)
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				keys[i] = sb.createKey(fmt.Sprintf("real %d", i))
+			}
+		}()
+	}
 	for i := range realKeys {
-		keys = append(keys, sb.createKey(fmt.Sprintf("real %d", i)))
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	for i, k := range keys {
+		if k.Key == "" {
+			t.Fatalf("real key %d was not created", i)
+		}
 	}
 	// Waits for the gateway to see the creations, so that their
 	// invalidations land before the measurement.
