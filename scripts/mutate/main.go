@@ -637,8 +637,8 @@ var mutations = []mutation{
 	{
 		name: "auth_server: an admitted request is passed on after the answer",
 		file: "caddymodule/pipeline.go",
-		from: "\t\th.answer(w, x.key)\n\t\treturn nil\n",
-		to:   "\t\th.answer(w, x.key)\n",
+		from: "\t\th.answer(w, x.key, tok)\n\t\treturn nil\n",
+		to:   "\t\th.answer(w, x.key, tok)\n",
 		pkg:  "./caddymodule", tests: "TestAuthServerAdmits",
 	},
 	{
