@@ -151,27 +151,36 @@ echo "keygate site: api_key with rate_limit 1000000/s, a key with a quota of 100
 DURATION=2s wrk_run "$plain_url" -H "$auth" >/dev/null
 DURATION=2s wrk_run "$gated_url" -H "$auth" >/dev/null
 
-printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" round "plain r/s" "p50 ms" "p99 ms" "keygate r/s" "p50 ms" "p99 ms" ratio "p50 +ms"
-: >"$work/rounds"
-for round in $(seq 1 "$ROUNDS"); do
-	# Alternate which site goes first, so that neither always runs on
-	# the machine's warmer (or noisier) half of a round.
-	if [ $((round % 2)) = 1 ]; then
-		p=$(wrk_run "$plain_url" -H "$auth"); g=$(wrk_run "$gated_url" -H "$auth")
-	else
-		g=$(wrk_run "$gated_url" -H "$auth"); p=$(wrk_run "$plain_url" -H "$auth")
-	fi
-	read -r prps pp50 pp99 _ <<<"$p"
-	read -r grps gp50 gp99 gbad <<<"$g"
-	if [ "${gbad:-0}" != 0 ]; then
-		echo "round $round: $gbad Keygate answers were not 2xx" >&2
-		exit 1
-	fi
-	ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.3f", g / p}')
-	added=$(awk -v g="$gp50" -v p="$pp50" 'BEGIN {printf "%.3f", g - p}')
-	echo "$ratio $added" >>"$work/rounds"
-	printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" "$round" "$prps" "$pp50" "$pp99" "$grps" "$gp50" "$gp99" "$ratio" "$added"
-done
+# compare_rounds OUT GATED_URL WRK_ARGS...: ROUNDS alternating rounds of
+# the plain site and GATED_URL with the same requests; prints each round
+# and appends "ratio p50-added" lines to OUT.
+compare_rounds() {
+	local out=$1 gated=$2 round p g prps pp50 pp99 grps gp50 gp99 gbad ratio added
+	shift 2
+	printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" round "plain r/s" "p50 ms" "p99 ms" "keygate r/s" "p50 ms" "p99 ms" ratio "p50 +ms"
+	: >"$out"
+	for round in $(seq 1 "$ROUNDS"); do
+		# Alternate which site goes first, so that neither always runs on
+		# the machine's warmer (or noisier) half of a round.
+		if [ $((round % 2)) = 1 ]; then
+			p=$(wrk_run "$plain_url" "$@"); g=$(wrk_run "$gated" "$@")
+		else
+			g=$(wrk_run "$gated" "$@"); p=$(wrk_run "$plain_url" "$@")
+		fi
+		read -r prps pp50 pp99 _ <<<"$p"
+		read -r grps gp50 gp99 gbad <<<"$g"
+		if [ "${gbad:-0}" != 0 ]; then
+			echo "round $round: $gbad Keygate answers were not 2xx" >&2
+			exit 1
+		fi
+		ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.3f", g / p}')
+		added=$(awk -v g="$gp50" -v p="$pp50" 'BEGIN {printf "%.3f", g - p}')
+		echo "$ratio $added" >>"$out"
+		printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" "$round" "$prps" "$pp50" "$pp99" "$grps" "$gp50" "$gp99" "$ratio" "$added"
+	done
+}
+
+compare_rounds "$work/rounds" "$gated_url" -H "$auth"
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR % 2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 ratio=$(cut -d' ' -f1 "$work/rounds" | median)
@@ -229,25 +238,7 @@ LUA
 	done
 	kill "$warm" 2>/dev/null || true
 	wait "$warm" 2>/dev/null || true
-	printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" round "plain r/s" "p50 ms" "p99 ms" "keygate r/s" "p50 ms" "p99 ms" ratio "p50 +ms"
-	: >"$work/many.rounds"
-	for round in $(seq 1 "$ROUNDS"); do
-		if [ $((round % 2)) = 1 ]; then
-			p=$(wrk_run "$plain_url" -s "$work/many.lua"); g=$(wrk_run "$many_url" -s "$work/many.lua")
-		else
-			g=$(wrk_run "$many_url" -s "$work/many.lua"); p=$(wrk_run "$plain_url" -s "$work/many.lua")
-		fi
-		read -r prps pp50 pp99 _ <<<"$p"
-		read -r grps gp50 gp99 gbad <<<"$g"
-		if [ "${gbad:-0}" != 0 ]; then
-			echo "round $round: $gbad Keygate answers were not 2xx" >&2
-			exit 1
-		fi
-		ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.3f", g / p}')
-		added=$(awk -v g="$gp50" -v p="$pp50" 'BEGIN {printf "%.3f", g - p}')
-		echo "$ratio $added" >>"$work/many.rounds"
-		printf "%-6s %10s %9s %9s   %10s %9s %9s   %6s %9s\n" "$round" "$prps" "$pp50" "$pp99" "$grps" "$gp50" "$gp99" "$ratio" "$added"
-	done
+	compare_rounds "$work/many.rounds" "$many_url" -s "$work/many.lua"
 	echo "$MANYKEYS keys: median ratio $(cut -d' ' -f1 "$work/many.rounds" | median), median p50 added $(cut -d' ' -f2 "$work/many.rounds" | median) ms"
 fi
 
