@@ -330,6 +330,7 @@ func TestServeHTTPExpired(t *testing.T) {
 	key, _ := ts.issue(t, keystore.NewKeyParams{ExpiresAt: expires})
 	clk := clock.NewFake(start)
 	h := ts.handler(t, &Handler{Realm: "acme", clock: clk, Cache: &CacheConfig{TTL: caddy.Duration(2 * time.Hour)}})
+	waitWatching(t, h) // its start purges the cache, which would cost a second query
 
 	if s := serve(h, newRequest("/", bearer(key))); s.next == nil {
 		t.Fatalf("key refused before its expiry: %d %s", s.rec.Code, s.rec.Body)
@@ -361,6 +362,7 @@ func TestServeHTTPNotBefore(t *testing.T) {
 	key, _ := ts.issue(t, keystore.NewKeyParams{NotBefore: start})
 	clk := clock.NewFake(start.Add(-time.Minute))
 	h := ts.handler(t, &Handler{clock: clk, Cache: &CacheConfig{TTL: caddy.Duration(2 * time.Hour)}})
+	waitWatching(t, h) // its start purges the cache, which would cost a second query
 	s := serve(h, newRequest("/", bearer(key)))
 	checkProblem(t, s, http.StatusUnauthorized, CodeNotYetValid)
 	if got := s.rec.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error_description="The API key is not valid yet"`) {
