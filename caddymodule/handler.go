@@ -193,6 +193,7 @@ type Handler struct {
 	format         keystore.Format
 	hasher         *keystore.Hasher // peppers.Current
 	peppers        keystore.Peppers
+	otherPeppers   []*keystore.Hasher // peppers.Others(), tried in turn on a miss
 	sources        []KeySource
 	problems       *problems
 	verifier       *sharedVerifier
@@ -319,7 +320,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if h.peppers, err = rotation.peppers(pepper); err != nil {
 			return err // "pepper is …"
 		}
-		h.hasher = h.peppers.Current
+		h.hasher, h.otherPeppers = h.peppers.Current, h.peppers.Others()
 	} else if rotation.given() {
 		return errors.New("previous_peppers and next_pepper need the pepper they rotate from or to: set pepper too")
 	}

@@ -22,12 +22,13 @@ import (
 // with the other peppers, and one found with a previous pepper is
 // re-hashed with the current one.
 func (h *Handler) verifyKey(x *exchange) verdict {
-	key, err, v := h.find(x, h.hasher.Digest(x.parsed))
+	current := h.hasher.Digest(x.parsed)
+	key, err, v := h.find(x, current)
 	if v.refused() {
 		return v
 	}
 	if errors.Is(err, keystore.ErrNotFound) && h.peppers.Rotating() {
-		for _, other := range h.peppers.Others() {
+		for _, other := range h.otherPeppers {
 			d := other.Digest(x.parsed)
 			if key, err, v = h.find(x, d); v.refused() {
 				return v
@@ -41,7 +42,7 @@ func (h *Handler) verifyKey(x *exchange) verdict {
 				x.owed = false
 			}
 			if err == nil && h.peppers.IsPrevious(other) && key.Status(x.now) == keystore.StatusActive {
-				h.verifier.store.rehash(h.logger, key, d, h.hasher.Digest(x.parsed), h.hasher.ID(), h.poolKey.cfg.QueryTimeout)
+				h.verifier.store.rehash(h.logger, key, d, current, h.hasher.ID(), h.poolKey.cfg.QueryTimeout)
 			}
 			break
 		}

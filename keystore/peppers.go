@@ -67,7 +67,13 @@ func (p Peppers) All() []*Hasher {
 
 // Others returns the hashers besides Current: those a lookup falls back
 // on when the current pepper does not find a key.
-func (p Peppers) Others() []*Hasher { return p.All()[min(1, len(p.All())):] }
+func (p Peppers) Others() []*Hasher {
+	others := slices.Clone(p.Previous)
+	if p.Next != nil {
+		others = append(others, p.Next)
+	}
+	return others
+}
 
 // Rotating reports whether any pepper besides Current is configured.
 func (p Peppers) Rotating() bool { return len(p.Previous) > 0 || p.Next != nil }

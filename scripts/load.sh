@@ -151,6 +151,20 @@ echo "keygate site: api_key with rate_limit 1000000/s, a key with a quota of 100
 DURATION=2s wrk_run "$plain_url" -H "$auth" >/dev/null
 DURATION=2s wrk_run "$gated_url" -H "$auth" >/dev/null
 
+# keys_lua FILE: a wrk script that sends the keys of FILE, one per line,
+# in turn, as bearer keys.
+keys_lua() {
+	cat <<LUA
+local keys = {}
+for line in io.lines("$1") do keys[#keys + 1] = line end
+local i = 0
+request = function()
+	i = i % #keys + 1
+	return wrk.format("GET", "/", {["Authorization"] = "Bearer " .. keys[i]})
+end
+LUA
+}
+
 # compare_rounds OUT GATED_URL WRK_ARGS...: ROUNDS alternating rounds of
 # the plain site and GATED_URL with the same requests; prints each round
 # and appends "ratio p50-added" lines to OUT.
@@ -215,15 +229,7 @@ PY
 	"$caddy" api-key import --timeout 15m --file "$work/many.csv" >/dev/null 2>&1
 	tail -n +2 "$work/many.csv" | cut -d, -f1 >"$work/many.keys"
 	rm -f "$work/many.csv"
-	cat >"$work/many.lua" <<LUA
-local keys = {}
-for line in io.lines("$work/many.keys") do keys[#keys + 1] = line end
-local i = 0
-request = function()
-	i = i % #keys + 1
-	return wrk.format("GET", "/", {["Authorization"] = "Bearer " .. keys[i]})
-end
-LUA
+	keys_lua "$work/many.keys" >"$work/many.lua"
 	many_url="http://127.0.0.1:$many/"
 	# Until the cache has looked every key up once (its miss count, from
 	# the metrics); wrk cannot stop after a number of requests.
@@ -250,15 +256,7 @@ if [ -n "${FLOOD:-}" ]; then
 	# cost a budget check. Target: with the flood, ≥ 0.8 of the level
 	# without it. The flood's own wrk takes CPU from the same cores.
 	go run ./scripts/genkey 20000 >"$work/unknown.keys"
-	cat >"$work/flood.lua" <<LUA
-local keys = {}
-for line in io.lines("$work/unknown.keys") do keys[#keys + 1] = line end
-local i = 0
-request = function()
-	i = i % #keys + 1
-	return wrk.format("GET", "/", {["Authorization"] = "Bearer " .. keys[i]})
-end
-LUA
+	keys_lua "$work/unknown.keys" >"$work/flood.lua"
 	valid_url="http://127.0.0.2:$gated/"
 	host="Host: 127.0.0.1:$gated"
 	curl -fs -H "$auth" -H "$host" "$valid_url" >/dev/null || { echo "the key was refused from 127.0.0.2" >&2; exit 1; }

@@ -439,22 +439,30 @@ func (g *gateway) startConfig(cfg string, extraPorts ...int) {
 	}
 	deadline := time.Now().Add(startTimeout)
 	for _, addr := range addrs {
-		for {
-			select {
-			case <-g.exited:
-				g.t.Fatalf("Caddy exited during start-up (%v); log:\n%s", g.waitErr, g.log())
-			default:
-			}
-			conn, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				conn.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				g.t.Fatalf("Caddy did not listen on %s within %v; log:\n%s", addr, startTimeout, g.log())
-			}
-			time.Sleep(50 * time.Millisecond)
+		waitListening(g.t, "Caddy", addr, deadline, g.exited, func() error { return g.waitErr }, g.log)
+	}
+}
+
+// waitListening waits until addr accepts connections. It fails the test,
+// showing logs, if the process (named what) exits first (exited is
+// closed; exitErr is then its error) or the deadline passes.
+func waitListening(t testing.TB, what, addr string, deadline time.Time, exited <-chan struct{}, exitErr func() error, logs func() string) {
+	t.Helper()
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("%s exited during start-up (%v); log:\n%s", what, exitErr(), logs())
+		default:
 		}
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not listen on %s within %v; log:\n%s", what, addr, startTimeout, logs())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

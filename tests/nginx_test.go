@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -249,23 +248,9 @@ http {
 	})
 
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("nginx exited during start-up (%v); config:\n%s\nlogs:\n%s", waitErr, cfg, logs())
-		default:
-		}
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			conn.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not listen on %s within %v; logs:\n%s", addr, startTimeout, logs())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitListening(t, "nginx", addr, time.Now().Add(startTimeout), exited, func() error { return waitErr }, func() string {
+		return "config:\n" + cfg + "\nlogs:\n" + logs()
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs of nginx on %s:\n%s", addr, logs())
