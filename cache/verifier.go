@@ -288,7 +288,13 @@ func (v *Verifier) Verify(ctx context.Context, d keystore.Digest) (*keystore.Key
 // have to ask the store (a miss, or an entry past its TTL). Callers use it
 // to decide whether a request may cost a store query at all.
 func (v *Verifier) Cached(d keystore.Digest) (k *keystore.Key, err error, found bool) {
-	now := v.clock.Now()
+	return v.CachedAt(d, v.clock.Now())
+}
+
+// CachedAt is Cached with the time now given by a caller that has just
+// read the verifier's clock: reading it costs about 100 ns on some
+// virtual machines, a tenth of a cache hit.
+func (v *Verifier) CachedAt(d keystore.Digest, now time.Time) (k *keystore.Key, err error, found bool) {
 	epoch := v.epoch.Load()
 	gen := v.gen(d).Load()
 	if e, ok := v.pos.Get(slot(d)); ok && e.gen == gen && e.epoch == epoch && e.key.Digest.Equal(d) {

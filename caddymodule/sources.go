@@ -177,7 +177,7 @@ func strip(r *http.Request, sources []KeySource) {
 	for _, s := range sources {
 		switch s.From {
 		case FromBearer:
-			vals := r.Header.Values("Authorization")
+			vals := r.Header["Authorization"]
 			kept := vals[:0:0]
 			for _, v := range vals {
 				if _, ok := bearerToken(v); !ok {
@@ -188,12 +188,12 @@ func strip(r *http.Request, sources []KeySource) {
 				continue
 			}
 			if len(kept) == 0 {
-				r.Header.Del("Authorization")
+				delete(r.Header, "Authorization")
 			} else {
 				r.Header["Authorization"] = kept
 			}
 		case FromHeader:
-			r.Header.Del(s.Name)
+			delete(r.Header, s.Name) // canonical (KeySource.validate)
 		case FromQuery:
 			if r.URL.RawQuery == "" {
 				continue
@@ -264,7 +264,7 @@ func stripAuthorizationKeys(r *http.Request, f keystore.Format) {
 	switch {
 	case len(kept) == len(vals):
 	case len(kept) == 0:
-		r.Header.Del("Authorization")
+		delete(r.Header, "Authorization")
 	default:
 		r.Header["Authorization"] = kept
 	}

@@ -24,7 +24,7 @@ func (h *Handler) admit(r *http.Request, a *keyRequest, tok string) {
 	stripAuthorizationKeys(r, h.format)
 	stripQueryKeys(r, h.format)
 	for _, name := range h.identityNames {
-		r.Header.Del(name)
+		delete(r.Header, name) // canonical (validateIdentity), as Del would make it
 	}
 	// The names are canonical (validateIdentity), as Header.Set would
 	// make them; the values live in the keyRequest.

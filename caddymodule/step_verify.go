@@ -70,7 +70,7 @@ func (h *Handler) verifyKey(x *exchange) verdict {
 
 // find asks the cache, and through it the store, about d.
 func (h *Handler) find(x *exchange, d keystore.Digest) (*keystore.Key, error, verdict) {
-	if key, err, cached := h.verifier.Cached(d); cached {
+	if key, err, cached := h.verifier.CachedAt(d, x.now); cached {
 		return key, err, verdict{}
 	}
 	return h.lookup(x, d)
