@@ -33,7 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		retry_after       <duration>
 //		store_timeout     <duration>
 //		max_store_queries <n>
-//		failed_auth_limit <n>/s|m|h [burst <n>] | off
+//		failed_auth_limit <n>/s|m|h [burst <n>] [delay <duration>] | off
 //		rate_limit        <n>/s|m|h [burst <n>]
 //		rate_limit_headers on | off
 //		legacy_keys       [on | off]
@@ -192,19 +192,40 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			args := d.RemainingArgs()
+			const usage = "failed_auth_limit takes '<n>/s|m|h [burst <n>] [delay <duration>]' or 'off'"
 			switch {
 			case len(args) == 1 && args[0] == "off":
 				h.FailedAuthLimit = &FailedAuthLimit{Off: true}
-			case len(args) == 1:
-				h.FailedAuthLimit = &FailedAuthLimit{Rate: args[0]}
-			case len(args) == 3 && args[1] == "burst":
-				n, err := strconv.Atoi(args[2])
-				if err != nil || n <= 0 {
-					return d.Errf("failed_auth_limit: burst must be a positive whole number, got '%s'", args[2])
-				}
-				h.FailedAuthLimit = &FailedAuthLimit{Rate: args[0], Burst: n}
+			case len(args) == 0 || len(args)%2 == 0:
+				return d.Err(usage)
 			default:
-				return d.Errf("failed_auth_limit takes '<n>/s|m|h [burst <n>]' or 'off'")
+				l := &FailedAuthLimit{Rate: args[0]}
+				seen := map[string]bool{}
+				for i := 1; i < len(args); i += 2 {
+					opt, v := args[i], args[i+1]
+					if seen[opt] {
+						return d.Errf("failed_auth_limit: %s given twice", opt)
+					}
+					seen[opt] = true
+					switch opt {
+					case "burst":
+						n, err := strconv.Atoi(v)
+						if err != nil || n <= 0 {
+							return d.Errf("failed_auth_limit: burst must be a positive whole number, got '%s'", v)
+						}
+						l.Burst = n
+					case "delay":
+						dur, err := caddy.ParseDuration(v)
+						if err != nil {
+							return d.Errf("failed_auth_limit: delay must be a duration such as 1s or 500ms, got '%s'", v)
+						}
+						cd := caddy.Duration(dur)
+						l.Delay = &cd
+					default:
+						return d.Err(usage)
+					}
+				}
+				h.FailedAuthLimit = l
 			}
 			if _, _, err := failedAuthLimit(h.FailedAuthLimit); err != nil {
 				return d.Err(err.Error())

@@ -128,6 +128,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"failed_auth_limit rate only", `api_key {
 			failed_auth_limit 100/h
 		}`, `{"failed_auth_limit": {"rate": "100/h"}}`},
+		{"failed_auth_limit delay", `api_key {
+			failed_auth_limit 100/h delay 250ms burst 7
+		}`, `{"failed_auth_limit": {"rate": "100/h", "burst": 7, "delay": 250000000}}`},
+		{"failed_auth_limit delay 0", `api_key {
+			failed_auth_limit 20/s delay 0
+		}`, `{"failed_auth_limit": {"rate": "20/s", "delay": 0}}`},
 		{"rate_limit rate only", `api_key {
 			rate_limit 1000/h
 		}`, `{"rate_limit": {"rate": "1000/h"}}`},
@@ -251,7 +257,12 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"max_store_queries fraction", "api_key {\nmax_store_queries 1.5\n}", "max_store_queries must be a positive whole number, got '1.5'"},
 		{"max_store_queries word", "api_key {\nmax_store_queries many\n}", "max_store_queries must be a positive whole number, got 'many'"},
 		{"max_store_queries without value", "api_key {\nmax_store_queries\n}", "max_store_queries needs a value"},
-		{"failed_auth_limit without value", "api_key {\nfailed_auth_limit\n}", "failed_auth_limit takes '<n>/s|m|h [burst <n>]' or 'off'"},
+		{"failed_auth_limit without value", "api_key {\nfailed_auth_limit\n}", "failed_auth_limit takes '<n>/s|m|h [burst <n>] [delay <duration>]' or 'off'"},
+		{"failed_auth_limit delay word", "api_key {\nfailed_auth_limit 1/s delay soon\n}", "delay must be a duration such as 1s or 500ms, got 'soon'"},
+		{"failed_auth_limit delay negative", "api_key {\nfailed_auth_limit 1/s delay -1s\n}", "delay must be 0 to 1m0s, got -1s"},
+		{"failed_auth_limit delay too long", "api_key {\nfailed_auth_limit 1/s delay 2m\n}", "delay must be 0 to 1m0s, got 2m0s"},
+		{"failed_auth_limit delay twice", "api_key {\nfailed_auth_limit 1/s delay 1s delay 2s\n}", "failed_auth_limit: delay given twice"},
+		{"failed_auth_limit unknown option", "api_key {\nfailed_auth_limit 1/s hold 1s\n}", "failed_auth_limit takes"},
 		{"failed_auth_limit twice", "api_key {\nfailed_auth_limit off\nfailed_auth_limit off\n}", "subdirective 'failed_auth_limit' given more than once"},
 		{"failed_auth_limit bad rate", "api_key {\nfailed_auth_limit 20\n}", "rate \"20\" must be N/s, N/m or N/h"},
 		{"failed_auth_limit bad unit", "api_key {\nfailed_auth_limit 20/d\n}", "must be N/s, N/m or N/h"},

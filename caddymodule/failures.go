@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,10 +36,13 @@ func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err er
 	rate, burst := defaultFailedAuthRate, defaultFailedAuthBurst
 	if c != nil {
 		if c.Off {
-			if c.Rate != "" || c.Burst != 0 {
-				return limit, false, fmt.Errorf("failed_auth_limit: off takes no rate or burst")
+			if c.Rate != "" || c.Burst != 0 || c.Delay != nil {
+				return limit, false, fmt.Errorf("failed_auth_limit: off takes no rate, burst or delay")
 			}
 			return limit, false, nil
+		}
+		if c.Delay != nil && (*c.Delay < 0 || time.Duration(*c.Delay) > maxFailedAuthDelay) {
+			return limit, false, fmt.Errorf("failed_auth_limit: delay must be 0 to %s, got %s", maxFailedAuthDelay, time.Duration(*c.Delay))
 		}
 		if c.Rate != "" {
 			rate = c.Rate
@@ -59,6 +63,15 @@ func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err er
 		return limit, false, fmt.Errorf("failed_auth_limit: %v", err)
 	}
 	return limit, true, nil
+}
+
+// failedAuthDelay is how long answers to a client out of budget are held
+// (see FailedAuthLimit.Delay), for a configuration failedAuthLimit accepted.
+func failedAuthDelay(c *FailedAuthLimit) time.Duration {
+	if c == nil || c.Delay == nil {
+		return defaultFailedAuthDelay
+	}
+	return time.Duration(*c.Delay)
 }
 
 func acquireFailureBudget(c *FailedAuthLimit) (*failureBudget, error) {
@@ -85,10 +98,51 @@ func (h *Handler) invalid(w http.ResponseWriter, r *http.Request, charged bool, 
 	if !charged && h.failures != nil {
 		h.noteProxy(r)
 		if wait, over := h.failures.spend(r, h.clock.Now()); over {
-			return h.rejectRetry(w, r, h.problems.tooManyFailures, wait, keyID)
+			return h.overBudget(w, r, wait, keyID)
 		}
 	}
 	return h.reject(w, r, h.problems.invalid, keyID)
+}
+
+// overBudget answers a client out of its budget of failed checks: 429,
+// held for failedDelay first while fewer than maxHeldAnswers are held.
+func (h *Handler) overBudget(w http.ResponseWriter, r *http.Request, wait time.Duration, keyID string) error {
+	h.holdAnswer(r)
+	return h.rejectRetry(w, r, h.problems.tooManyFailures, wait, keyID)
+}
+
+// maxHeldAnswers caps the answers held at once in the process. The
+// connection and its goroutine exist whether or not its answer is held;
+// holding adds the response's buffers and a timer, a few KiB, so the cap
+// bounds that to under 100 MiB. A flood on more connections than this
+// has the rest answered at once, as with no delay: Go's server then gives
+// each connection an equal turn, and the flood's share of the CPU follows
+// its number of connections (limit connections per address in front).
+var (
+	maxHeldAnswers int64 = 16384
+	heldAnswers    atomic.Int64
+)
+
+// holdAnswer waits failedDelay, or until the client goes away or the
+// handler's config is unloaded, unless maxHeldAnswers are held already.
+func (h *Handler) holdAnswer(r *http.Request) {
+	if h.failedDelay <= 0 {
+		return
+	}
+	if heldAnswers.Add(1) > maxHeldAnswers {
+		heldAnswers.Add(-1)
+		countHeld("full")
+		return
+	}
+	defer heldAnswers.Add(-1)
+	countHeld("held")
+	t := time.NewTimer(h.failedDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done(): // the client went away
+	case <-h.done:
+	}
 }
 
 // clientAddr is the address a request's budget is kept under: Caddy's

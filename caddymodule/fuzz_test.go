@@ -132,6 +132,7 @@ func FuzzCaddyfile(f *testing.F) {
 		"max_store_queries -1\ncache {\n size 0\n}\nbogus",
 		"failed_auth_limit 5/m burst 10\nfrom cookie c\nallowed_origins https://a.example",
 		"failed_auth_limit off\nfailed_auth_limit 1/x burst",
+		"failed_auth_limit 5/m delay 250ms burst 3\nfailed_auth_limit 1/s delay",
 	} {
 		f.Add(seed)
 	}

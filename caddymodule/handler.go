@@ -207,6 +207,8 @@ type Handler struct {
 	identityNames  []string // every identity header name a client must not set
 	trailerBlocked []string // header names never forwarded as request trailers
 	failures       *failureBudget
+	failedDelay    time.Duration   // how long an answer to a client out of budget is held
+	done           <-chan struct{} // closed when the handler's config is unloaded
 	pending        *pendingLookups
 	crossOrigin    *http.CrossOriginProtection
 	lastErrLog     *atomic.Int64 // unix nanos of the last store error logged at error level
@@ -222,6 +224,15 @@ type FailedAuthLimit struct {
 	Rate string `json:"rate,omitempty"`
 	// Burst is how many failures a client may have at once. Default: 100.
 	Burst int `json:"burst,omitempty"`
+	// Delay is how long the 429 answer to a client out of its budget is
+	// held before it is sent. A client that waits for each answer, as
+	// every HTTP/1.1 connection does, then costs the gateway one answer
+	// per connection per Delay, not as many as it can send, leaving the
+	// CPU to the other clients. At most 16,384 answers are held at once
+	// in a process; beyond that they are sent at once. A config reload
+	// waits for the answers held. 0 sends them at once. Default: 1s; at
+	// most 1m.
+	Delay *caddy.Duration `json:"delay,omitempty"`
 }
 
 // CacheConfig tunes the verification cache.
@@ -255,6 +266,8 @@ const (
 	// remembers (about 64 bytes each).
 	defaultFailedAuthRate  = "20/s"
 	defaultFailedAuthBurst = 100
+	defaultFailedAuthDelay = time.Second
+	maxFailedAuthDelay     = time.Minute
 	failedAuthClients      = 65536
 	// minStoreTimeout is the shortest store_timeout accepted: a local
 	// SQLite lookup takes tens of microseconds, a PostgreSQL one across a
@@ -354,6 +367,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.failures, err = acquireFailureBudget(h.FailedAuthLimit); err != nil {
 		return err
 	}
+	h.failedDelay = failedAuthDelay(h.FailedAuthLimit)
+	h.done = ctx.Done()
 	if h.failures != nil {
 		h.pending = newPendingLookups(h.cacheConfig().MaxQueries)
 	}

@@ -905,7 +905,15 @@ func TestProvisionErrors(t *testing.T) {
 		}, "allowed_origins:", nil},
 		{"failed_auth_limit off with a rate", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Off: true, Rate: "1/s"}}
-		}, "off takes no rate or burst", nil},
+		}, "off takes no rate, burst or delay", nil},
+		{"failed_auth_limit off with a delay", func(t *testing.T) *Handler {
+			d := caddy.Duration(time.Second)
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Off: true, Delay: &d}}
+		}, "off takes no rate, burst or delay", nil},
+		{"failed_auth_limit delay too long", func(t *testing.T) *Handler {
+			d := caddy.Duration(time.Hour)
+			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Delay: &d}}
+		}, "failed_auth_limit: delay must be 0 to 1m0s, got 1h0m0s", nil},
 		{"failed_auth_limit bad rate", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Rate: "fast"}}
 		}, "failed_auth_limit: rate \"fast\" must be N/s, N/m or N/h", nil},

@@ -7,8 +7,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -180,7 +184,8 @@ func TestFailedAuthBudget(t *testing.T) {
 	ts := newTestStore(t)
 	cached, _ := ts.issue(t, keystore.NewKeyParams{})
 	uncached, _ := ts.issue(t, keystore.NewKeyParams{})
-	h := ts.handler(t, &Handler{FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 3}})
+	noDelay := caddy.Duration(0) // TestFailedAuthDelay tests the delay
+	h := ts.handler(t, &Handler{FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 3, Delay: &noDelay}})
 	waitWatching(t, h) // its start purges the cache
 	const attacker, neighbour = "198.51.100.7", "203.0.113.9"
 	if s := serve(h, withClientIP(newRequest("/", bearer(cached)), attacker)); s.next == nil {
@@ -231,6 +236,104 @@ func TestFailedAuthBudget(t *testing.T) {
 	}
 }
 
+// TestFailedAuthDelay: the 429 answer to a client out of its budget is
+// held for the delay, so that a client waiting for each answer (a flood
+// on HTTP/1.1 connections) costs the gateway one answer per delay; the
+// hold ends early when the client goes away or the config is unloaded,
+// and no answer is held when the most are held already or the delay is 0.
+// Answers that do not come from a spent budget are never held.
+func TestFailedAuthDelay(t *testing.T) {
+	ts := newTestStore(t)
+	valid, _ := ts.issue(t, keystore.NewKeyParams{})
+	limit := func(d time.Duration) *FailedAuthLimit {
+		cd := caddy.Duration(d)
+		return &FailedAuthLimit{Rate: "1/h", Burst: 1, Delay: &cd}
+	}
+	const long = 20 * time.Second
+	timed := func(h *Handler, r *http.Request) (*served, time.Duration) {
+		start := time.Now()
+		s := serve(h, r)
+		return s, time.Since(start)
+	}
+	// A hold that ran its course, where it should not have, takes
+	// 20 seconds: far beyond any machine's slowness.
+	notHeld := func(took time.Duration, why string) {
+		t.Helper()
+		if took >= long/2 {
+			t.Errorf("%s, yet the answer was held for %s", why, took)
+		}
+	}
+	spend := func(h *Handler, ip string) {
+		t.Helper()
+		checkProblem(t, serve(h, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), ip)), http.StatusUnauthorized, CodeInvalidKey)
+	}
+
+	const delay = 300 * time.Millisecond
+	h := ts.handler(t, &Handler{FailedAuthLimit: limit(delay)})
+	spend(h, "198.51.100.1")
+	for _, key := range []string{ts.unknownKey(t), "kg_nonsense"} {
+		held := heldCounters["held"]
+		before := counterValue(held)
+		s, took := timed(h, withClientIP(newRequest("/", bearer(key)), "198.51.100.1"))
+		checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
+		if took < delay {
+			t.Errorf("the answer to a client out of budget came after %s, want at least %s", took, delay)
+		}
+		if got := counterValue(held) - before; got != 1 {
+			t.Errorf("held answers counted %v, want 1", got)
+		}
+	}
+	// Valid keys and other clients' failures are answered at once: only a
+	// spent budget is held (a minute would fail the test's deadline).
+	hLong := ts.handler(t, &Handler{FailedAuthLimit: limit(long)})
+	if s := serve(hLong, withClientIP(newRequest("/", bearer(valid)), "198.51.100.2")); s.next == nil {
+		t.Fatalf("valid key refused: %d", s.rec.Code)
+	}
+	spend(hLong, "198.51.100.3")
+
+	// The client leaves: the hold ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	s, took := timed(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctx), "198.51.100.3"))
+	checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
+	notHeld(took, "the client went away")
+
+	// The config is unloaded: the hold ends.
+	unloaded := make(chan struct{})
+	hLong.done = unloaded
+	time.AfterFunc(50*time.Millisecond, func() { close(unloaded) })
+	s, took = timed(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.3"))
+	checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
+	notHeld(took, "the config was unloaded")
+
+	// As many answers held as allowed already: sent at once, counted.
+	hFull := ts.handler(t, &Handler{FailedAuthLimit: limit(long)})
+	spend(hFull, "198.51.100.4")
+	saved := maxHeldAnswers
+	maxHeldAnswers = 0
+	t.Cleanup(func() { maxHeldAnswers = saved })
+	full := counterValue(heldCounters["full"])
+	s, took = timed(hFull, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.4"))
+	checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
+	notHeld(took, "as many answers as allowed were held")
+	if got := counterValue(heldCounters["full"]) - full; got != 1 {
+		t.Errorf("answers not held for want of room counted %v, want 1", got)
+	}
+	if n := heldAnswers.Load(); n != 0 {
+		t.Errorf("%d answers still counted as held", n)
+	}
+	maxHeldAnswers = saved
+
+	// Delay 0: at once.
+	hZero := ts.handler(t, &Handler{FailedAuthLimit: limit(0)})
+	spend(hZero, "198.51.100.5")
+	before := counterValue(heldCounters["held"])
+	checkProblem(t, serve(hZero, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.5")), http.StatusTooManyRequests, CodeTooManyFailures)
+	if counterValue(heldCounters["held"]) != before {
+		t.Error("an answer was held with delay 0")
+	}
+}
+
 // TestCookieCrossOrigin: a browser sends a cookie key by itself, so a
 // state-changing request authenticated by a cookie must come from the
 // site's own pages or an allowed origin.
@@ -272,4 +375,13 @@ func TestCookieCrossOrigin(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) { checkProblem(t, s, http.StatusForbidden, CodeCrossOrigin) })
 		}
 	}
+}
+
+// counterValue reads a Prometheus counter.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -20,6 +20,13 @@ var (
 		Help:      "Requests seen by the api_key handler, by result (ok or the error code).",
 	}, []string{"result"})
 
+	heldTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "api_key",
+		Name:      "over_budget_answers_total",
+		Help:      "429 answers to clients out of their budget of failed key checks: held for failed_auth_limit's delay (held), or sent at once because the most answers were held already (full).",
+	}, []string{"result"})
+
 	cacheCollector = &keygateCollector{
 		lookups: prometheus.NewDesc("caddy_api_key_cache_lookups_total",
 			"Key verifications by where the answer came from: hit, stale, negative or miss.", []string{"result"}, nil),
@@ -72,12 +79,19 @@ func init() {
 
 func countRequest(result string) { requestCounters[result].Inc() }
 
+var heldCounters = map[string]prometheus.Counter{
+	"held": heldTotal.WithLabelValues("held"),
+	"full": heldTotal.WithLabelValues("full"),
+}
+
+func countHeld(result string) { heldCounters[result].Inc() }
+
 func registerMetrics(ctx caddy.Context) {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, cacheCollector} {
+	for _, c := range []prometheus.Collector{requestsTotal, heldTotal, cacheCollector} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {

@@ -120,6 +120,8 @@ func (h *Handler) refuse(w http.ResponseWriter, x *exchange, v verdict) error {
 	switch {
 	case v.failed:
 		return h.invalid(w, x.r, x.charged, x.keyID())
+	case v.problem == h.problems.tooManyFailures:
+		return h.overBudget(w, x.r, v.wait, x.keyID())
 	case v.wait > 0:
 		return h.rejectRetry(w, x.r, v.problem, v.wait, x.keyID())
 	}

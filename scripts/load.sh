@@ -10,6 +10,7 @@
 #   ROUNDS=9 DURATION=10s scripts/load.sh
 #   EXTRA=1 scripts/load.sh                   # also malformed and unknown keys
 #   FLOOD=1 scripts/load.sh                   # also valid keys during a flood of unknown ones
+#   FLOOD=1 FLOOD_CONNECTIONS=2000 scripts/load.sh  # a flood on more connections than answers are held
 #   MANYKEYS=100000 scripts/load.sh           # also the comparison with that many distinct keys
 #   PROFILE=/tmp/keygate.pprof scripts/load.sh  # CPU profile of one Keygate round
 #   CADDY_BIN=/path/to/caddy scripts/load.sh  # a prebuilt binary (else go build)
@@ -33,6 +34,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 CONNECTIONS=${CONNECTIONS:-32}
+FLOOD_CONNECTIONS=${FLOOD_CONNECTIONS:-$CONNECTIONS}
 THREADS=${THREADS:-1}
 LIMIT=${LIMIT:-15m}
 
@@ -253,8 +255,10 @@ if [ -n "${FLOOD:-}" ]; then
 	# another (127.0.0.1) floods the same site with unknown well-formed
 	# keys, 20,000 of them in turn: the flooding client's budget of
 	# failed checks runs out after its burst, and its further requests
-	# cost a budget check. Target: with the flood, ≥ 0.8 of the level
+	# cost a budget check and get 429, held for failed_auth_limit's delay
+	# (up to 16,384 at once). Target: with the flood, ≥ 0.8 of the level
 	# without it. The flood's own wrk takes CPU from the same cores.
+	# FLOOD_CONNECTIONS sets the flood's connections (default: CONNECTIONS).
 	go run ./scripts/genkey 20000 >"$work/unknown.keys"
 	keys_lua "$work/unknown.keys" >"$work/flood.lua"
 	valid_url="http://127.0.0.2:$gated/"
@@ -265,7 +269,7 @@ if [ -n "${FLOOD:-}" ]; then
 	: >"$work/flood"
 	for round in $(seq 1 "${FLOOD_ROUNDS:-3}"); do
 		read -r alone _ <<<"$(wrk_run "$valid_url" -H "$auth" -H "$host")"
-		timeout -k 5s "$bound" wrk -t1 -c"$CONNECTIONS" -d"$((secs + 2))s" -s "$work/flood.lua" "$gated_url" >/dev/null &
+		timeout -k 5s "$bound" wrk -t1 -c"$FLOOD_CONNECTIONS" -d"$((secs + 2))s" -s "$work/flood.lua" "$gated_url" >/dev/null &
 		flood=$!
 		sleep 1
 		read -r flooded _ <<<"$(wrk_run "$valid_url" -H "$auth" -H "$host")"

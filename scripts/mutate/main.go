@@ -40,6 +40,27 @@ type mutation struct {
 
 var mutations = []mutation{
 	{
+		name: "failed-check budget: the answer to a client out of budget is not held",
+		file: "caddymodule/failures.go",
+		from: "\tif h.failedDelay <= 0 {\n",
+		to:   "\tif h.failedDelay > 0 {\n",
+		pkg:  "./caddymodule", tests: "TestFailedAuthDelay",
+	},
+	{
+		name: "failed-check budget: a held answer outlives its client",
+		file: "caddymodule/failures.go",
+		from: "case <-r.Context().Done(): // the client went away",
+		to:   "case <-make(chan struct{}):",
+		pkg:  "./caddymodule", tests: "TestFailedAuthDelay",
+	},
+	{
+		name: "failed-check budget: held answers are not capped",
+		file: "caddymodule/failures.go",
+		from: "if heldAnswers.Add(1) > maxHeldAnswers {",
+		to:   "if heldAnswers.Add(1) < 0 {",
+		pkg:  "./caddymodule", tests: "TestFailedAuthDelay",
+	},
+	{
 		name: "revoke --owner: an owner with no key at all (a misspelling) is not an error",
 		file: "caddymodule/command.go",
 		from: "\t\tif len(any) == 0 {\n",
