@@ -24,7 +24,8 @@ import (
 //
 // Cases: a cache hit with a route rate limit and usage metering on (the
 // common request; the target is ≤ 1 µs and ≤ 2 allocations), the same
-// for a key with a quota, a malformed key, an unknown key answered from
+// for a key with a quota, without usage metering, and with a signed
+// identity token (identity_jwt), a malformed key, an unknown key answered from
 // the negative cache, a cache miss answered by PostgreSQL (skipped
 // without PostgreSQL unless CI=true), and the rate limiter and usage
 // recorder alone. docs/benchmarks.md has the figures. The miss case
@@ -38,12 +39,18 @@ func BenchmarkRequestPath(b *testing.B) {
 	limited := func() *Handler {
 		return &Handler{Database: dsn, Pepper: testPepper, RateLimit: &RateLimit{Rate: "1000000/s"}}
 	}
-	h := benchHandler(b, limited())
+	h := benchHandler(b, limited(), nil)
+	// The same with usage metering off, and with a signed identity token
+	// (cached per key, as in production).
+	hOff := benchHandler(b, limited(), caddy.ModuleMap{"keygate": []byte(`{"usage":{"off":true}}`)})
+	jwt := limited()
+	jwt.IdentityJWT = &IdentityJWT{Audience: "legacy-api"}
+	hJWT := benchHandler(b, jwt, nil)
 	// Refused keys are measured without the failed-check budget, which
 	// would answer 429 after its burst (its own cost is a map lookup).
-	hRefusing := benchHandler(b, &Handler{Database: dsn, Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Off: true}})
-	if h.usage == nil {
-		b.Fatal("usage metering is off; the benchmark needs it on")
+	hRefusing := benchHandler(b, &Handler{Database: dsn, Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Off: true}}, nil)
+	if h.usage == nil || hOff.usage != nil || hJWT.issuer == nil {
+		b.Fatal("usage metering and identity_jwt are not on and off as the benchmark needs")
 	}
 
 	key, rec := benchIssue(b, dsn, keystore.NewKeyParams{Name: "bench", Owner: "acme", Scopes: []string{"orders:read"}})
@@ -64,6 +71,8 @@ func BenchmarkRequestPath(b *testing.B) {
 	}{
 		{"hit-ratelimit-usage", key, h, http.StatusOK},
 		{"hit-ratelimit-quota-usage", quotaKey, h, http.StatusOK},
+		{"hit-ratelimit", key, hOff, http.StatusOK},
+		{"hit-ratelimit-usage-identity-jwt", key, hJWT, http.StatusOK},
 		{"malformed", key[:len(key)-1] + "!", hRefusing, http.StatusUnauthorized},
 		{"negative-hit", unknown, hRefusing, http.StatusUnauthorized},
 	} {
@@ -73,7 +82,7 @@ func BenchmarkRequestPath(b *testing.B) {
 	}
 	b.Run("miss-postgres", func(b *testing.B) {
 		pgDSN := pgtest.NewDatabase(b)
-		hPG := benchHandler(b, &Handler{Database: pgDSN, Pepper: testPepper, RateLimit: &RateLimit{Rate: "1000000/s"}})
+		hPG := benchHandler(b, &Handler{Database: pgDSN, Pepper: testPepper, RateLimit: &RateLimit{Rate: "1000000/s"}}, nil)
 		pgKey, _ := benchIssue(b, pgDSN, keystore.NewKeyParams{Name: "bench", Owner: "acme"})
 		parsed, err := hPG.format.Parse(pgKey)
 		if err != nil {
@@ -106,10 +115,11 @@ func BenchmarkRequestPath(b *testing.B) {
 	})
 }
 
-// benchHandler provisions h for a benchmark and cleans it up after.
-func benchHandler(b *testing.B, h *Handler) *Handler {
+// benchHandler provisions h for a benchmark, with the configuration's
+// apps (nil for none), and cleans it up after.
+func benchHandler(b *testing.B, h *Handler, apps caddy.ModuleMap) *Handler {
 	b.Helper()
-	ctx, cancel := testContext(b, nil)
+	ctx, cancel := testContext(b, apps)
 	if err := h.Provision(ctx); err != nil {
 		cancel()
 		h.Cleanup()
