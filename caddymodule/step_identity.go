@@ -40,7 +40,10 @@ func (h *Handler) admit(r *http.Request, a *keyRequest, tok string) {
 	keepFromConnection(r, h.identityNames)
 	guardTrailers(r, h.trailerBlocked)
 	a.admitted = true
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && accessLogged(r) {
+	if !accessLogged(r) {
+		return
+	}
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok {
 		extra.Add(zap.String("api_key_id", key.ID))
 	}
 }
