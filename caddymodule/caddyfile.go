@@ -196,6 +196,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			switch {
 			case len(args) == 1 && args[0] == "off":
 				h.FailedAuthLimit = &FailedAuthLimit{Off: true}
+			case len(args) > 1 && args[0] == "off":
+				return d.Err("failed_auth_limit: off takes no rate, burst or delay")
 			case len(args) == 0 || len(args)%2 == 0:
 				return d.Err(usage)
 			default:

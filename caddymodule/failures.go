@@ -42,7 +42,7 @@ func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err er
 			return limit, false, nil
 		}
 		if c.Delay != nil && (*c.Delay < 0 || time.Duration(*c.Delay) > maxFailedAuthDelay) {
-			return limit, false, fmt.Errorf("failed_auth_limit: delay must be 0 to %s, got %s", maxFailedAuthDelay, time.Duration(*c.Delay))
+			return limit, false, fmt.Errorf("failed_auth_limit: delay must be 0 to 1m, got %s", time.Duration(*c.Delay))
 		}
 		if c.Rate != "" {
 			rate = c.Rate
@@ -67,8 +67,13 @@ func failedAuthLimit(c *FailedAuthLimit) (limit ratelimit.Limit, ok bool, err er
 
 // failedAuthDelay is how long answers to a client out of budget are held
 // (see FailedAuthLimit.Delay), for a configuration failedAuthLimit accepted.
-func failedAuthDelay(c *FailedAuthLimit) time.Duration {
+// With auth_server the default is 0: a held answer there holds a request
+// of the proxy in front, whose own limits a flood would then exhaust.
+func failedAuthDelay(c *FailedAuthLimit, authServer bool) time.Duration {
 	if c == nil || c.Delay == nil {
+		if authServer {
+			return 0
+		}
 		return defaultFailedAuthDelay
 	}
 	return time.Duration(*c.Delay)
@@ -105,44 +110,115 @@ func (h *Handler) invalid(w http.ResponseWriter, r *http.Request, charged bool, 
 }
 
 // overBudget answers a client out of its budget of failed checks: 429,
-// held for failedDelay first while fewer than maxHeldAnswers are held.
+// held for failedDelay first (see holdAnswer). Retry-After counts from
+// the answer: the time held is taken off the budget's wait.
 func (h *Handler) overBudget(w http.ResponseWriter, r *http.Request, wait time.Duration, keyID string) error {
-	h.holdAnswer(r)
+	wait = max(0, wait-h.holdAnswer(r))
 	return h.rejectRetry(w, r, h.problems.tooManyFailures, wait, keyID)
 }
 
-// maxHeldAnswers caps the answers held at once in the process. The
-// connection and its goroutine exist whether or not its answer is held;
-// holding adds the response's buffers and a timer, a few KiB, so the cap
-// bounds that to under 100 MiB. A flood on more connections than this
-// has the rest answered at once, as with no delay: Go's server then gives
-// each connection an equal turn, and the flood's share of the CPU follows
-// its number of connections (limit connections per address in front).
-var (
-	maxHeldAnswers int64 = 16384
-	heldAnswers    atomic.Int64
-)
+// answerHolds counts the answers held, in all and per client (keyed as
+// the budget is), so that both stay under their caps. A held answer keeps
+// its request's goroutine and buffers: about 30 KiB for an HTTP/2
+// stream, which has a goroutine of its own, less for an HTTP/1.1
+// connection, whose goroutine exists anyway. The caps keep that under
+// about 250 MiB, and one client cannot fill more than a quarter of them.
+type answerHolds struct {
+	limit     int64 // in all
+	perClient int   // per client
+	total     atomic.Int64
+	shards    [64]holdShard
+}
 
-// holdAnswer waits failedDelay, or until the client goes away or the
-// handler's config is unloaded, unless maxHeldAnswers are held already.
-func (h *Handler) holdAnswer(r *http.Request) {
-	if h.failedDelay <= 0 {
-		return
+type holdShard struct {
+	mu      sync.Mutex
+	clients map[netip.Addr]int
+}
+
+func newAnswerHolds(limit int64, perClient int) *answerHolds {
+	a := &answerHolds{limit: limit, perClient: perClient}
+	for i := range a.shards {
+		a.shards[i].clients = map[netip.Addr]int{}
 	}
-	if heldAnswers.Add(1) > maxHeldAnswers {
-		heldAnswers.Add(-1)
+	return a
+}
+
+// holds are the process's held answers: 8,192 at most, 2,048 per client.
+var holds = newAnswerHolds(8192, 2048)
+
+func (a *answerHolds) shard(c netip.Addr) *holdShard {
+	b := c.As16()
+	return &a.shards[(b[15]^b[14]^b[7])%uint8(len(a.shards))]
+}
+
+// enter takes a place for client c; false when none is left.
+func (a *answerHolds) enter(c netip.Addr) bool {
+	if a.total.Add(1) > a.limit {
+		a.total.Add(-1)
+		return false
+	}
+	sh := a.shard(c)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.clients[c] >= a.perClient {
+		a.total.Add(-1)
+		return false
+	}
+	sh.clients[c]++
+	return true
+}
+
+// exit gives back a place taken with enter.
+func (a *answerHolds) exit(c netip.Addr) {
+	sh := a.shard(c)
+	sh.mu.Lock()
+	if sh.clients[c]--; sh.clients[c] <= 0 {
+		delete(sh.clients, c)
+	}
+	sh.mu.Unlock()
+	a.total.Add(-1)
+}
+
+// onServerShutdown registers f to run when srv begins to shut down
+// (Caddy hands it to its http.Server); a variable so that a test can run
+// what was registered.
+var onServerShutdown = func(srv *caddyhttp.Server, f func()) { srv.RegisterOnShutdown(f) }
+
+// holdAnswer waits failedDelay, or less: until the client goes away, the
+// server begins to shut down (an exit or a reload) or the handler's
+// config is unloaded, and at most half the server's write timeout, which
+// runs from the end of the request's headers and must leave time to send
+// the answer. No answer is held when as many as allowed are held already,
+// in all or for the client. It returns how long it held.
+func (h *Handler) holdAnswer(r *http.Request) time.Duration {
+	d := h.failedDelay
+	if s, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && s.WriteTimeout > 0 {
+		d = min(d, time.Duration(s.WriteTimeout)/2)
+	}
+	if d <= 0 {
+		return 0
+	}
+	a, ok := clientAddr(r)
+	if !ok {
+		return 0
+	}
+	client := ratelimit.ClientKey(a)
+	if !holds.enter(client) {
 		countHeld("full")
-		return
+		return 0
 	}
-	defer heldAnswers.Add(-1)
+	defer holds.exit(client)
 	countHeld("held")
-	t := time.NewTimer(h.failedDelay)
+	start := time.Now()
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-r.Context().Done(): // the client went away
+	case <-h.shutdown:
 	case <-h.done:
 	}
+	return time.Since(start)
 }
 
 // clientAddr is the address a request's budget is kept under: Caddy's

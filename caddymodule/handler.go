@@ -209,6 +209,7 @@ type Handler struct {
 	failures       *failureBudget
 	failedDelay    time.Duration   // how long an answer to a client out of budget is held
 	done           <-chan struct{} // closed when the handler's config is unloaded
+	shutdown       chan struct{}   // closed when the handler's server begins to shut down; nil outside a server
 	pending        *pendingLookups
 	crossOrigin    *http.CrossOriginProtection
 	lastErrLog     *atomic.Int64 // unix nanos of the last store error logged at error level
@@ -228,10 +229,12 @@ type FailedAuthLimit struct {
 	// held before it is sent. A client that waits for each answer, as
 	// every HTTP/1.1 connection does, then costs the gateway one answer
 	// per connection per Delay, not as many as it can send, leaving the
-	// CPU to the other clients. At most 16,384 answers are held at once
-	// in a process; beyond that they are sent at once. A config reload
-	// waits for the answers held. 0 sends them at once. Default: 1s; at
-	// most 1m.
+	// CPU to the other clients. At most 8,192 answers are held at once
+	// in a process, 2,048 per client; beyond that they are sent at once.
+	// A hold ends early when the client goes away or the server shuts
+	// down or reloads, and lasts at most half the server's write timeout.
+	// 0 sends them at once. Default: 1s, or 0 with auth_server (a held
+	// answer there holds a request of the proxy in front). At most 1m.
 	Delay *caddy.Duration `json:"delay,omitempty"`
 }
 
@@ -367,8 +370,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.failures, err = acquireFailureBudget(h.FailedAuthLimit); err != nil {
 		return err
 	}
-	h.failedDelay = failedAuthDelay(h.FailedAuthLimit)
+	h.failedDelay = failedAuthDelay(h.FailedAuthLimit, h.AuthServer)
 	h.done = ctx.Done()
+	h.shutdown = nil
+	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
+		// Held answers end when the server begins to shut down: on exit,
+		// Caddy waits for them before it cancels the config's context.
+		ch := make(chan struct{})
+		var once sync.Once
+		onServerShutdown(srv, func() { once.Do(func() { close(ch) }) })
+		h.shutdown = ch
+	}
 	if h.failures != nil {
 		h.pending = newPendingLookups(h.cacheConfig().MaxQueries)
 	}

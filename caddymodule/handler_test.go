@@ -913,7 +913,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"failed_auth_limit delay too long", func(t *testing.T) *Handler {
 			d := caddy.Duration(time.Hour)
 			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Delay: &d}}
-		}, "failed_auth_limit: delay must be 0 to 1m0s, got 1h0m0s", nil},
+		}, "failed_auth_limit: delay must be 0 to 1m, got 1h0m0s", nil},
 		{"failed_auth_limit bad rate", func(t *testing.T) *Handler {
 			return &Handler{Database: sqlite(t), Pepper: testPepper, FailedAuthLimit: &FailedAuthLimit{Rate: "fast"}}
 		}, "failed_auth_limit: rate \"fast\" must be N/s, N/m or N/h", nil},

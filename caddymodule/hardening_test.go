@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/keygate/keygate/internal/clock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -238,10 +239,13 @@ func TestFailedAuthBudget(t *testing.T) {
 
 // TestFailedAuthDelay: the 429 answer to a client out of its budget is
 // held for the delay, so that a client waiting for each answer (a flood
-// on HTTP/1.1 connections) costs the gateway one answer per delay; the
-// hold ends early when the client goes away or the config is unloaded,
-// and no answer is held when the most are held already or the delay is 0.
-// Answers that do not come from a spent budget are never held.
+// on HTTP/1.1 connections) costs the gateway one answer per delay, and
+// its Retry-After counts from the answer. The hold ends early when the
+// client goes away, the server shuts down or the config is unloaded, and
+// lasts at most half the server's write timeout. No answer is held when
+// as many as allowed are held already, in all or for the client, or with
+// delay 0 (the default with auth_server). Answers that do not come from
+// a spent budget are never held.
 func TestFailedAuthDelay(t *testing.T) {
 	ts := newTestStore(t)
 	valid, _ := ts.issue(t, keystore.NewKeyParams{})
@@ -249,89 +253,220 @@ func TestFailedAuthDelay(t *testing.T) {
 		cd := caddy.Duration(d)
 		return &FailedAuthLimit{Rate: "1/h", Burst: 1, Delay: &cd}
 	}
+	// A hold that runs its course where it should not takes long: far
+	// beyond any machine's slowness.
 	const long = 20 * time.Second
 	timed := func(h *Handler, r *http.Request) (*served, time.Duration) {
 		start := time.Now()
 		s := serve(h, r)
 		return s, time.Since(start)
 	}
-	// A hold that ran its course, where it should not have, takes
-	// 20 seconds: far beyond any machine's slowness.
 	notHeld := func(took time.Duration, why string) {
 		t.Helper()
 		if took >= long/2 {
 			t.Errorf("%s, yet the answer was held for %s", why, took)
 		}
 	}
+	req := func(key, ip string) *http.Request { return withClientIP(newRequest("/", bearer(key)), ip) }
+	overBudget := func(t *testing.T, s *served) {
+		t.Helper()
+		checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
+	}
+	// spend spends the client's budget with h, checking that its failure
+	// within the budget is answered at once.
 	spend := func(h *Handler, ip string) {
 		t.Helper()
-		checkProblem(t, serve(h, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), ip)), http.StatusUnauthorized, CodeInvalidKey)
+		s, took := timed(h, req(ts.unknownKey(t), ip))
+		checkProblem(t, s, http.StatusUnauthorized, CodeInvalidKey)
+		notHeld(took, "a failure within the budget")
 	}
+	held := func() float64 { return counterValue(heldCounters["held"]) }
+	full := func() float64 { return counterValue(heldCounters["full"]) }
 
-	const delay = 300 * time.Millisecond
-	h := ts.handler(t, &Handler{FailedAuthLimit: limit(delay)})
-	spend(h, "198.51.100.1")
-	for _, key := range []string{ts.unknownKey(t), "kg_nonsense"} {
-		held := heldCounters["held"]
-		before := counterValue(held)
-		s, took := timed(h, withClientIP(newRequest("/", bearer(key)), "198.51.100.1"))
-		checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
-		if took < delay {
-			t.Errorf("the answer to a client out of budget came after %s, want at least %s", took, delay)
+	t.Run("held", func(t *testing.T) {
+		const delay = 300 * time.Millisecond
+		clk := clock.NewFake(time.Now())
+		// The budget's clock stands still: its wait is exactly 1h.
+		h := ts.handler(t, &Handler{FailedAuthLimit: limit(delay), clock: clk})
+		spend(h, "198.51.100.1")
+		for _, key := range []string{ts.unknownKey(t), "kg_nonsense"} {
+			before := held()
+			s, took := timed(h, req(key, "198.51.100.1"))
+			overBudget(t, s)
+			if took < delay {
+				t.Errorf("the answer to a client out of budget came after %s, want at least %s", took, delay)
+			}
+			if got := held() - before; got != 1 {
+				t.Errorf("held answers counted %v, want 1", got)
+			}
 		}
-		if got := counterValue(held) - before; got != 1 {
-			t.Errorf("held answers counted %v, want 1", got)
+		// Retry-After counts from the answer: a wait shorter than the hold
+		// is over when the answer is sent.
+		short := &FailedAuthLimit{Rate: "1/s", Burst: 1, Delay: limit(time.Second + 200*time.Millisecond).Delay}
+		hShort := ts.handler(t, &Handler{FailedAuthLimit: short, clock: clk})
+		spend(hShort, "198.51.100.9")
+		s, _ := timed(hShort, req(ts.unknownKey(t), "198.51.100.9"))
+		overBudget(t, s)
+		if ra := s.rec.Header().Get("Retry-After"); ra != "0" {
+			t.Errorf("Retry-After %q after a hold longer than the budget's wait of 1s, want 0", ra)
 		}
-	}
-	// Valid keys and other clients' failures are answered at once: only a
-	// spent budget is held (a minute would fail the test's deadline).
+	})
+
 	hLong := ts.handler(t, &Handler{FailedAuthLimit: limit(long)})
-	if s := serve(hLong, withClientIP(newRequest("/", bearer(valid)), "198.51.100.2")); s.next == nil {
-		t.Fatalf("valid key refused: %d", s.rec.Code)
-	}
-	spend(hLong, "198.51.100.3")
+	t.Run("only a spent budget is held", func(t *testing.T) {
+		s, took := timed(hLong, req(valid, "198.51.100.2"))
+		if s.next == nil {
+			t.Fatalf("valid key refused: %d", s.rec.Code)
+		}
+		notHeld(took, "a valid key")
+		spend(hLong, "198.51.100.3")
+	})
 
-	// The client leaves: the hold ends.
-	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
-	s, took := timed(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctx), "198.51.100.3"))
-	checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
-	notHeld(took, "the client went away")
+	t.Run("the client goes away", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		s, took := timed(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctx), "198.51.100.3"))
+		overBudget(t, s)
+		notHeld(took, "the client went away")
+	})
 
-	// The config is unloaded: the hold ends.
-	unloaded := make(chan struct{})
-	hLong.done = unloaded
-	time.AfterFunc(50*time.Millisecond, func() { close(unloaded) })
-	s, took = timed(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.3"))
-	checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
-	notHeld(took, "the config was unloaded")
+	t.Run("the config is unloaded", func(t *testing.T) {
+		h := ts.handler(t, &Handler{FailedAuthLimit: limit(long)})
+		unloaded := make(chan struct{})
+		h.done = unloaded
+		time.AfterFunc(50*time.Millisecond, func() { close(unloaded) })
+		s, took := timed(h, req(ts.unknownKey(t), "198.51.100.3"))
+		overBudget(t, s)
+		notHeld(took, "the config was unloaded")
+	})
 
-	// As many answers held as allowed already: sent at once, counted.
-	hFull := ts.handler(t, &Handler{FailedAuthLimit: limit(long)})
-	spend(hFull, "198.51.100.4")
-	saved := maxHeldAnswers
-	maxHeldAnswers = 0
-	t.Cleanup(func() { maxHeldAnswers = saved })
-	full := counterValue(heldCounters["full"])
-	s, took = timed(hFull, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.4"))
-	checkProblem(t, s, http.StatusTooManyRequests, CodeTooManyFailures)
-	notHeld(took, "as many answers as allowed were held")
-	if got := counterValue(heldCounters["full"]) - full; got != 1 {
-		t.Errorf("answers not held for want of room counted %v, want 1", got)
-	}
-	if n := heldAnswers.Load(); n != 0 {
-		t.Errorf("%d answers still counted as held", n)
-	}
-	maxHeldAnswers = saved
+	t.Run("the server shuts down", func(t *testing.T) {
+		// Provisioned in a server, as Caddy does: the handler registers
+		// with the server's shutdown, which an http.Server runs.
+		srv := &caddyhttp.Server{}
+		var registered []func()
+		saved := onServerShutdown
+		onServerShutdown = func(s *caddyhttp.Server, f func()) {
+			if s == srv {
+				registered = append(registered, f)
+			}
+			saved(s, f)
+		}
+		t.Cleanup(func() { onServerShutdown = saved })
+		ctx, cancel := testContext(t, nil)
+		ctx.Context = context.WithValue(ctx.Context, caddyhttp.ServerCtxKey, srv)
+		h := &Handler{Database: ts.dsn, Pepper: testPepper, FailedAuthLimit: limit(long)}
+		err := h.Provision(ctx)
+		t.Cleanup(func() {
+			cancel()
+			h.Cleanup()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.shutdown == nil || len(registered) != 1 {
+			t.Fatalf("the handler did not register with its server's shutdown (%d functions)", len(registered))
+		}
+		// As Caddy's server does: the functions go to its http.Server,
+		// which runs them when Shutdown begins.
+		hs := &http.Server{}
+		hs.RegisterOnShutdown(registered[0])
+		spend(h, "198.51.100.6")
+		time.AfterFunc(50*time.Millisecond, func() { hs.Shutdown(context.Background()) })
+		s, took := timed(h, req(ts.unknownKey(t), "198.51.100.6"))
+		overBudget(t, s)
+		notHeld(took, "the server began to shut down")
+	})
 
-	// Delay 0: at once.
-	hZero := ts.handler(t, &Handler{FailedAuthLimit: limit(0)})
-	spend(hZero, "198.51.100.5")
-	before := counterValue(heldCounters["held"])
-	checkProblem(t, serve(hZero, withClientIP(newRequest("/", bearer(ts.unknownKey(t))), "198.51.100.5")), http.StatusTooManyRequests, CodeTooManyFailures)
-	if counterValue(heldCounters["held"]) != before {
-		t.Error("an answer was held with delay 0")
-	}
+	t.Run("write timeout", func(t *testing.T) {
+		srv := &caddyhttp.Server{WriteTimeout: caddy.Duration(200 * time.Millisecond)}
+		spend(hLong, "198.51.100.7")
+		r := req(ts.unknownKey(t), "198.51.100.7")
+		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+		before := held()
+		s, took := timed(hLong, r)
+		overBudget(t, s)
+		notHeld(took, "the server's write timeout is 200ms")
+		if held()-before != 1 {
+			t.Error("the answer was not held at all")
+		}
+	})
+
+	t.Run("caps", func(t *testing.T) {
+		saved := holds
+		holds = newAnswerHolds(2, 1)
+		t.Cleanup(func() { holds = saved })
+		spend(hLong, "198.51.100.10")
+		spend(hLong, "198.51.100.11")
+		spend(hLong, "198.51.100.12")
+		// Client A's one place is taken by a request held until cancelled.
+		ctxA, cancelA := context.WithCancel(context.Background())
+		defer cancelA()
+		doneA := make(chan struct{})
+		go func() {
+			defer close(doneA)
+			serve(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctxA), "198.51.100.10"))
+		}()
+		for deadline := time.Now().Add(long / 2); holds.total.Load() != 1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the first answer was never held")
+			}
+		}
+		// A's second answer: sent at once, counted as full.
+		f := full()
+		s, took := timed(hLong, req(ts.unknownKey(t), "198.51.100.10"))
+		overBudget(t, s)
+		notHeld(took, "the client held as many answers as allowed")
+		if full()-f != 1 {
+			t.Errorf("answers not held for want of room counted %v, want 1", full()-f)
+		}
+		// Client B is held (until it goes away), then C finds the
+		// process's places all taken.
+		ctxB, cancelB := context.WithCancel(context.Background())
+		defer cancelB()
+		doneB := make(chan struct{})
+		go func() {
+			defer close(doneB)
+			serve(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctxB), "198.51.100.11"))
+		}()
+		for deadline := time.Now().Add(long / 2); holds.total.Load() != 2; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("another client's answer was not held while the first client's was")
+			}
+		}
+		f = full()
+		s, took = timed(hLong, req(ts.unknownKey(t), "198.51.100.12"))
+		overBudget(t, s)
+		notHeld(took, "the process held as many answers as allowed")
+		if full()-f != 1 {
+			t.Errorf("answers not held for want of room counted %v, want 1", full()-f)
+		}
+		cancelA()
+		cancelB()
+		<-doneA
+		<-doneB
+		if n := holds.total.Load(); n != 0 {
+			t.Errorf("%d answers still counted as held", n)
+		}
+	})
+
+	t.Run("delay 0 and auth_server", func(t *testing.T) {
+		for name, h := range map[string]*Handler{
+			"delay 0":     ts.handler(t, &Handler{FailedAuthLimit: limit(0)}),
+			"auth_server": ts.handler(t, &Handler{FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 1}, AuthServer: true}),
+		} {
+			ip := map[string]string{"delay 0": "198.51.100.20", "auth_server": "198.51.100.21"}[name]
+			spend(h, ip)
+			before := held()
+			overBudget(t, serve(h, req(ts.unknownKey(t), ip)))
+			if held() != before {
+				t.Errorf("%s: an answer was held", name)
+			}
+		}
+		if d := failedAuthDelay(nil, false); d != time.Second {
+			t.Errorf("default delay %s, want 1s", d)
+		}
+	})
 }
 
 // TestCookieCrossOrigin: a browser sends a cookie key by itself, so a

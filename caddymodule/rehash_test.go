@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -28,7 +30,7 @@ func TestPepperRotationHandler(t *testing.T) {
 		keys, recs = append(keys, k), append(recs, rec)
 	}
 	h := provision(t, &Handler{Database: ts.dsn, Pepper: newPepper, PreviousPeppers: []string{testPepper},
-		FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 2}})
+		FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 2, Delay: new(caddy.Duration)}})
 	waitWatching(t, h)
 	const client = "192.0.2.80"
 	for i, k := range keys {

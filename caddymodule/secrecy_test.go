@@ -82,7 +82,7 @@ func TestNoKeyInHandlerLogs(t *testing.T) {
 	sources := []KeySource{{From: FromBearer}, {From: FromHeader, Name: "X-API-Key"}, {From: FromQuery, Name: "k"}, {From: FromCookie, Name: "k"}}
 	clk := clock.NewFake(time.Now())
 	h := ts.handler(t, &Handler{Sources: sources, Scopes: []string{"read"}, clock: clk,
-		FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 30}, StoreTimeout: caddy.Duration(300 * time.Millisecond)})
+		FailedAuthLimit: &FailedAuthLimit{Rate: "1/h", Burst: 30, Delay: new(caddy.Duration)}, StoreTimeout: caddy.Duration(300 * time.Millisecond)})
 	logs := observe(h)
 	waitWatching(t, h)
 

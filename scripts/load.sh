@@ -256,7 +256,7 @@ if [ -n "${FLOOD:-}" ]; then
 	# keys, 20,000 of them in turn: the flooding client's budget of
 	# failed checks runs out after its burst, and its further requests
 	# cost a budget check and get 429, held for failed_auth_limit's delay
-	# (up to 16,384 at once). Target: with the flood, ≥ 0.8 of the level
+	# (at most 8,192 at once, 2,048 per client). Target: with the flood, ≥ 0.8 of the level
 	# without it. The flood's own wrk takes CPU from the same cores.
 	# FLOOD_CONNECTIONS sets the flood's connections (default: CONNECTIONS).
 	go run ./scripts/genkey 20000 >"$work/unknown.keys"

@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -10,7 +11,9 @@ import (
 // TestFailedAuthDelayThroughCaddy: through a real Caddy and real clients,
 // the 429 to a client out of its budget of failed checks comes after
 // failed_auth_limit's delay, while the same client's cached valid key is
-// answered at once during the hold, and the held answers are counted.
+// answered at once during the hold, and the held answers are counted. A
+// reload, and then the process's exit, end a hold at once: neither waits
+// out a long delay.
 func TestFailedAuthDelayThroughCaddy(t *testing.T) {
 	sb := newSandbox(t, sqliteStore)
 	up := newUpstream(t)
@@ -69,5 +72,51 @@ func TestFailedAuthDelayThroughCaddy(t *testing.T) {
 	}
 	if got := metric(t, g, `caddy_api_key_over_budget_answers_total{result="held"}`) - held; got != n {
 		t.Errorf("held answers counted: %v, want %d", got, n)
+	}
+
+	// A long delay from here on. The budget outlives the reload: the
+	// client is still out of it.
+	const long = 40 * time.Second
+	config := func(d time.Duration) string {
+		return apiKeySite(g, up, fmt.Sprintf("failed_auth_limit 1/h burst 2 delay %s", d))
+	}
+	if res := g.reload(config(long)); res.code != 0 {
+		t.Fatalf("reload: %s", res)
+	}
+	heldAnswer := func() (done chan answer) {
+		done = make(chan answer, 1)
+		start := time.Now()
+		go func() {
+			code, err := status(httpClient, g.url+"/", unknownKey(t))
+			done <- answer{code, err, time.Since(start), time.Now()}
+		}()
+		// Until the gateway holds it.
+		for deadline := time.Now().Add(long / 4); ; time.Sleep(20 * time.Millisecond) {
+			if metric(t, g, `caddy_api_key_over_budget_answers_total{result="held"}`) > held+n {
+				held++
+				return done
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the answer was never held")
+			}
+		}
+	}
+
+	wait := heldAnswer()
+	if res := g.reload(config(long + time.Second)); res.code != 0 {
+		t.Fatalf("reload: %s", res)
+	}
+	if a := <-wait; a.err != nil || a.code != http.StatusTooManyRequests || a.took >= long/2 {
+		t.Errorf("answer held across a reload: %d %v after %s, want 429 well before the delay of %s", a.code, a.err, a.took, long)
+	}
+
+	wait = heldAnswer()
+	stopped := time.Now()
+	g.stop()
+	if took := time.Since(stopped); took >= long/2 {
+		t.Errorf("Caddy took %s to exit with an answer held, want well under the delay of %s", took, long)
+	}
+	if a := <-wait; a.err != nil || a.code != http.StatusTooManyRequests {
+		t.Errorf("answer held at exit: %d %v, want 429", a.code, a.err)
 	}
 }
