@@ -399,52 +399,46 @@ func TestFailedAuthDelay(t *testing.T) {
 		spend(hLong, "198.51.100.10")
 		spend(hLong, "198.51.100.11")
 		spend(hLong, "198.51.100.12")
-		// Client A's one place is taken by a request held until cancelled.
-		ctxA, cancelA := context.WithCancel(context.Background())
-		defer cancelA()
-		doneA := make(chan struct{})
-		go func() {
-			defer close(doneA)
-			serve(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctxA), "198.51.100.10"))
-		}()
-		for deadline := time.Now().Add(long / 2); holds.total.Load() != 1; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the first answer was never held")
+		// holdOne sends a request from ip that is held until release,
+		// once holds counts total.
+		holdOne := func(ip string, total int64) (release func()) {
+			t.Helper()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				serve(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctx), ip))
+			}()
+			release = func() { cancel(); <-done }
+			for deadline := time.Now().Add(long / 2); holds.total.Load() != total; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					release()
+					t.Fatalf("the answer to %s was never held", ip)
+				}
+			}
+			return release
+		}
+		// sentAtOnce checks that ip's answer is not held, for want of room.
+		sentAtOnce := func(ip, why string) {
+			t.Helper()
+			f := full()
+			s, took := timed(hLong, req(ts.unknownKey(t), ip))
+			overBudget(t, s)
+			notHeld(took, why)
+			if full()-f != 1 {
+				t.Errorf("answers not held for want of room counted %v, want 1", full()-f)
 			}
 		}
-		// A's second answer: sent at once, counted as full.
-		f := full()
-		s, took := timed(hLong, req(ts.unknownKey(t), "198.51.100.10"))
-		overBudget(t, s)
-		notHeld(took, "the client held as many answers as allowed")
-		if full()-f != 1 {
-			t.Errorf("answers not held for want of room counted %v, want 1", full()-f)
-		}
-		// Client B is held (until it goes away), then C finds the
-		// process's places all taken.
-		ctxB, cancelB := context.WithCancel(context.Background())
-		defer cancelB()
-		doneB := make(chan struct{})
-		go func() {
-			defer close(doneB)
-			serve(hLong, withClientIP(newRequest("/", bearer(ts.unknownKey(t))).WithContext(ctxB), "198.51.100.11"))
-		}()
-		for deadline := time.Now().Add(long / 2); holds.total.Load() != 2; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("another client's answer was not held while the first client's was")
-			}
-		}
-		f = full()
-		s, took = timed(hLong, req(ts.unknownKey(t), "198.51.100.12"))
-		overBudget(t, s)
-		notHeld(took, "the process held as many answers as allowed")
-		if full()-f != 1 {
-			t.Errorf("answers not held for want of room counted %v, want 1", full()-f)
-		}
-		cancelA()
-		cancelB()
-		<-doneA
-		<-doneB
+		releaseA := holdOne("198.51.100.10", 1)
+		defer releaseA()
+		sentAtOnce("198.51.100.10", "the client held as many answers as allowed")
+		// Another client is held, then a third finds the process's
+		// places all taken.
+		releaseB := holdOne("198.51.100.11", 2)
+		defer releaseB()
+		sentAtOnce("198.51.100.12", "the process held as many answers as allowed")
+		releaseA()
+		releaseB()
 		if n := holds.total.Load(); n != 0 {
 			t.Errorf("%d answers still counted as held", n)
 		}

@@ -24,7 +24,7 @@ var (
 		Namespace: "caddy",
 		Subsystem: "api_key",
 		Name:      "over_budget_answers_total",
-		Help:      "429 answers to clients out of their budget of failed key checks: held for failed_auth_limit's delay (held), or sent at once because the most answers were held already (full).",
+		Help:      "429 answers to clients out of their budget of failed key checks: held for failed_auth_limit's delay (held), or sent at once because as many as allowed were held already, in all or for the client (full).",
 	}, []string{"result"})
 
 	cacheCollector = &keygateCollector{
