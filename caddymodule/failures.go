@@ -202,12 +202,12 @@ func (h *Handler) holdAnswer(r *http.Request) time.Duration {
 	if !ok {
 		return 0
 	}
-	client := ratelimit.ClientKey(a)
-	if !holds.enter(client) {
+	client, places := ratelimit.ClientKey(a), holds
+	if !places.enter(client) {
 		countHeld("full")
 		return 0
 	}
-	defer holds.exit(client)
+	defer places.exit(client)
 	countHeld("held")
 	start := time.Now()
 	t := time.NewTimer(d)
