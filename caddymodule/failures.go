@@ -184,17 +184,13 @@ func (a *answerHolds) exit(c netip.Addr) {
 // what was registered.
 var onServerShutdown = func(srv *caddyhttp.Server, f func()) { srv.RegisterOnShutdown(f) }
 
-// holdAnswer waits failedDelay, or less: until the client goes away, the
-// server begins to shut down (an exit or a reload) or the handler's
-// config is unloaded, and at most half the server's write timeout, which
-// runs from the end of the request's headers and must leave time to send
-// the answer. No answer is held when as many as allowed are held already,
-// in all or for the client. It returns how long it held.
+// holdAnswer waits failedDelay (at most half the server's write timeout,
+// see Provision), or less: until the client goes away, the server begins
+// to shut down (an exit or a reload) or the handler's config is unloaded.
+// No answer is held when as many as allowed are held already, in all or
+// for the client. It returns how long it held.
 func (h *Handler) holdAnswer(r *http.Request) time.Duration {
 	d := h.failedDelay
-	if s, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && s.WriteTimeout > 0 {
-		d = min(d, time.Duration(s.WriteTimeout)/2)
-	}
 	if d <= 0 {
 		return 0
 	}

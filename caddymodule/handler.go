@@ -370,19 +370,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.failures, err = acquireFailureBudget(h.FailedAuthLimit); err != nil {
 		return err
 	}
-	h.failedDelay = failedAuthDelay(h.FailedAuthLimit, h.AuthServer)
-	h.done = ctx.Done()
-	h.shutdown = nil
-	if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok {
-		// Held answers end when the server begins to shut down: on exit,
-		// Caddy waits for them before it cancels the config's context.
-		ch := make(chan struct{})
-		var once sync.Once
-		onServerShutdown(srv, func() { once.Do(func() { close(ch) }) })
-		h.shutdown = ch
-	}
+	h.done, h.shutdown = ctx.Done(), nil
 	if h.failures != nil {
 		h.pending = newPendingLookups(h.cacheConfig().MaxQueries)
+		h.failedDelay = failedAuthDelay(h.FailedAuthLimit, h.AuthServer)
+		if srv, ok := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && h.failedDelay > 0 {
+			// Caddy's write timeout runs from the end of the request's
+			// headers: a hold must leave time to send the answer.
+			if srv.WriteTimeout > 0 {
+				h.failedDelay = min(h.failedDelay, time.Duration(srv.WriteTimeout)/2)
+			}
+			// Held answers end when the server begins to shut down: on
+			// exit, Caddy waits for them before it cancels the config's
+			// context.
+			ch := make(chan struct{})
+			var once sync.Once
+			onServerShutdown(srv, func() { once.Do(func() { close(ch) }) })
+			h.shutdown = ch
+		}
 	}
 
 	if validating {

@@ -340,10 +340,9 @@ func TestFailedAuthDelay(t *testing.T) {
 		notHeld(took, "the config was unloaded")
 	})
 
-	t.Run("the server shuts down", func(t *testing.T) {
-		// Provisioned in a server, as Caddy does: the handler registers
-		// with the server's shutdown, which an http.Server runs.
-		srv := &caddyhttp.Server{}
+	// inServer provisions a handler in srv, as Caddy does, and returns it
+	// with the functions it registered to run at srv's shutdown.
+	inServer := func(t *testing.T, srv *caddyhttp.Server) (*Handler, []func()) {
 		var registered []func()
 		saved := onServerShutdown
 		onServerShutdown = func(s *caddyhttp.Server, f func()) {
@@ -364,6 +363,11 @@ func TestFailedAuthDelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return h, registered
+	}
+
+	t.Run("the server shuts down", func(t *testing.T) {
+		h, registered := inServer(t, &caddyhttp.Server{})
 		if h.shutdown == nil || len(registered) != 1 {
 			t.Fatalf("the handler did not register with its server's shutdown (%d functions)", len(registered))
 		}
@@ -379,12 +383,10 @@ func TestFailedAuthDelay(t *testing.T) {
 	})
 
 	t.Run("write timeout", func(t *testing.T) {
-		srv := &caddyhttp.Server{WriteTimeout: caddy.Duration(200 * time.Millisecond)}
-		spend(hLong, "198.51.100.7")
-		r := req(ts.unknownKey(t), "198.51.100.7")
-		r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+		h, _ := inServer(t, &caddyhttp.Server{WriteTimeout: caddy.Duration(200 * time.Millisecond)})
+		spend(h, "198.51.100.7")
 		before := held()
-		s, took := timed(hLong, r)
+		s, took := timed(h, req(ts.unknownKey(t), "198.51.100.7"))
 		overBudget(t, s)
 		notHeld(took, "the server's write timeout is 200ms")
 		if held()-before != 1 {

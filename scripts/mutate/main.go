@@ -62,9 +62,9 @@ var mutations = []mutation{
 	},
 	{
 		name: "failed-check budget: a hold uses up the server's write timeout",
-		file: "caddymodule/failures.go",
-		from: "d = min(d, time.Duration(s.WriteTimeout)/2)",
-		to:   "d = min(d, d)",
+		file: "caddymodule/handler.go",
+		from: "h.failedDelay = min(h.failedDelay, time.Duration(srv.WriteTimeout)/2)",
+		to:   "h.failedDelay = min(h.failedDelay, h.failedDelay)",
 		pkg:  "./caddymodule", tests: "TestFailedAuthDelay/write_timeout",
 	},
 	{
